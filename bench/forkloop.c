@@ -1,0 +1,109 @@
+/* forkloop: the per-fork benchmark subject for scripts/bench.sh.
+ *
+ *   forkloop N [MiB]
+ *
+ * Optionally allocates MiB mebibytes and touches every page (so they are
+ * resident and the fork has that many page-table entries to copy), then
+ * runs N times: fork(), the child calls _exit(0), the parent waitpid()s.
+ * Prints one line:
+ *   "forks=N mib=M loop_ns=T per_fork_us=U parent_calls=P child_calls=C"
+ * loop_ns and per_fork_us time the loop alone (process start and the
+ * allocation excluded). parent_calls is how many times fgb_call1..4 ran in
+ * the parent per fork (prepare + parent phases), child_calls how many ran in
+ * the first child before it exited (prepare, copied by the fork, + child
+ * phase): scripts/bench.sh checks them against the config, so that a config
+ * that was not applied cannot pass for a cheap one.
+ *
+ * Built with -rdynamic so that fgb_call1 .. fgb_call4 are in the dynamic
+ * symbol table: forkguard configs name them in [[call]] actions, and
+ * bench/atfork_floor.c resolves them with dlsym.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile unsigned long fgb_counter;
+
+/* Trivial work for call actions: one increment of a volatile counter. */
+void fgb_call1(void) { fgb_counter++; }
+void fgb_call2(void) { fgb_counter++; }
+void fgb_call3(void) { fgb_counter++; }
+void fgb_call4(void) { fgb_counter++; }
+
+static long long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || argc > 3) {
+        fprintf(stderr, "usage: %s N [MiB]\n", argv[0]);
+        return 2;
+    }
+    long n = strtol(argv[1], NULL, 10);
+    long mib = argc > 2 ? strtol(argv[2], NULL, 10) : 0;
+    if (n < 0 || mib < 0) {
+        fprintf(stderr, "forkloop: N and MiB must be >= 0\n");
+        return 2;
+    }
+
+    if (mib > 0) {
+        size_t len = (size_t)mib << 20;
+        unsigned char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) {
+            perror("forkloop: mmap");
+            return 1;
+        }
+        /* No transparent huge pages: the point is many 4 KiB entries. */
+        madvise(p, len, MADV_NOHUGEPAGE);
+        long page = sysconf(_SC_PAGESIZE);
+        for (size_t off = 0; off < len; off += (size_t)page)
+            p[off] = 1;
+    }
+
+    int child_calls = -1;
+    unsigned long calls_before_loop = fgb_counter;
+    long long t0 = now_ns();
+    for (long i = 0; i < n; i++) {
+        unsigned long before = fgb_counter;
+        pid_t pid = fork();
+        if (pid < 0) {
+            perror("forkloop: fork");
+            return 1;
+        }
+        if (pid == 0)
+            _exit((int)((fgb_counter - before) & 0x7f));
+        int status;
+        while (waitpid(pid, &status, 0) < 0) {
+            if (errno != EINTR) {
+                perror("forkloop: waitpid");
+                return 1;
+            }
+        }
+        if (!WIFEXITED(status)) {
+            fprintf(stderr, "forkloop: child %d ended with status %#x\n",
+                    (int)pid, status);
+            return 1;
+        }
+        if (i == 0)
+            child_calls = WEXITSTATUS(status);
+    }
+    long long dt = now_ns() - t0;
+    unsigned long parent_calls = fgb_counter - calls_before_loop;
+
+    printf("forks=%ld mib=%ld loop_ns=%lld per_fork_us=%.3f parent_calls=%.2f "
+           "child_calls=%d\n",
+           n, mib, dt, n > 0 ? (double)dt / 1000.0 / (double)n : 0.0,
+           n > 0 ? (double)parent_calls / (double)n : 0.0, child_calls);
+    return 0;
+}

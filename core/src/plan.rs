@@ -1,0 +1,584 @@
+//! The validated config: what the library will do, in the order it will do
+//! it. Building a [`Plan`] is all-or-nothing: the first problem rejects the
+//! whole file, so a plan is never half applied.
+
+use crate::error::ConfigError;
+use crate::raw::*;
+pub use crate::raw::{
+    FdActionKind, FdKind, LockKind, LockStrategy, LogFormat, OnError, OnTimeout, OpenFlag, Phase,
+    VforkPolicy,
+};
+use std::net::IpAddr;
+use std::ops::Range;
+use toml::Spanned;
+
+/// At most this many lock, call, zero and fd actions in one config: the
+/// per-fork bookkeeping lives in fixed arrays, never on the heap.
+pub const MAX_ACTIONS: usize = 128;
+/// Longest `[child] name` the kernel keeps (`PR_SET_NAME`, 16 bytes with NUL).
+pub const MAX_NAME: usize = 15;
+/// Longest path a `reopen` target or a `log` file may have.
+pub const MAX_PATH: usize = 1024;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub file: String,
+    pub settings: Settings,
+    /// Lock, call, zero and fd actions in declaration order.
+    pub actions: Vec<Action>,
+    pub child: Option<ChildSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Globs on the executable's basename or full path; empty = every program.
+    pub programs: Vec<String>,
+    pub on_error: OnError,
+    pub log: LogDest,
+    pub log_format: LogFormat,
+    pub vfork: VforkPolicy,
+    pub lock_timeout_ms: u32,
+    pub handshake_timeout_ms: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            programs: Vec::new(),
+            on_error: OnError::Warn,
+            log: LogDest::Off,
+            log_format: LogFormat::Text,
+            vfork: VforkPolicy::Passthrough,
+            lock_timeout_ms: 100,
+            handshake_timeout_ms: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogDest {
+    Off,
+    Stderr,
+    File(String),
+}
+
+impl LogDest {
+    /// `off`, `stderr` or an absolute path; anything else is refused.
+    pub fn parse(s: &str) -> Result<LogDest, String> {
+        match s {
+            "off" => Ok(LogDest::Off),
+            "stderr" => Ok(LogDest::Stderr),
+            p if p.starts_with('/') && p.len() <= MAX_PATH && !p.contains('\0') => {
+                Ok(LogDest::File(p.to_string()))
+            }
+            _ => Err(format!("log must be \"off\", \"stderr\" or an absolute path, not {s:?}")),
+        }
+    }
+}
+
+/// Where an item was written: 1-based line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Loc {
+    pub line: usize,
+    pub col: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Action {
+    pub kind: ActionKind,
+    /// Globs narrowing `settings.programs`; empty = no narrowing.
+    pub programs: Vec<String>,
+    /// Where the action's table starts.
+    pub loc: Loc,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActionKind {
+    Lock(LockSpec),
+    Call(CallSpec),
+    Zero(ZeroSpec),
+    Fd(FdSpec),
+}
+
+impl ActionKind {
+    /// The symbol this action names, if any.
+    pub fn symbol(&self) -> Option<&SymbolRef> {
+        match self {
+            ActionKind::Lock(l) => Some(&l.symbol),
+            ActionKind::Call(c) => Some(&c.symbol),
+            ActionKind::Zero(z) => Some(&z.symbol),
+            ActionKind::Fd(_) => None,
+        }
+    }
+}
+
+/// `name` (searched in every loaded object) or `libfoo.so.1:name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SymbolRef {
+    pub lib: Option<String>,
+    pub name: String,
+    pub optional: bool,
+    /// Where the symbol string is, for "unknown symbol" errors found later.
+    pub loc: Loc,
+}
+
+impl std::fmt::Display for SymbolRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.lib {
+            Some(lib) => write!(f, "{lib}:{}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockSpec {
+    pub symbol: SymbolRef,
+    pub kind: LockKind,
+    pub strategy: LockStrategy,
+    pub timeout_ms: u32,
+    pub on_timeout: OnTimeout,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallSpec {
+    pub phase: Phase,
+    pub symbol: SymbolRef,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZeroSpec {
+    pub symbol: SymbolRef,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FdSpec {
+    pub select: Selector,
+    pub action: FdActionKind,
+    /// `reopen` target, with `%p`, `%P`, `%%` still unexpanded.
+    pub path: Option<String>,
+    pub flags: Vec<OpenFlag>,
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Selector {
+    /// `fd` and `fds` together; empty = not selecting by number.
+    pub fds: Vec<i32>,
+    pub from: Option<i32>,
+    pub kind: Option<FdKind>,
+    pub path: Option<String>,
+    pub peer: Option<Endpoint>,
+    pub local: Option<Endpoint>,
+    /// Never these fds. 0, 1 and 2 are excluded anyway unless named in `fds`.
+    pub except: Vec<i32>,
+}
+
+impl Selector {
+    /// Only a range of numbers: the child can use `close_range` on it.
+    pub fn is_pure_range(&self) -> bool {
+        self.from.is_some()
+            && self.fds.is_empty()
+            && self.kind.is_none()
+            && self.path.is_none()
+            && self.peer.is_none()
+            && self.local.is_none()
+    }
+}
+
+/// `host:port` of a TCP/UDP socket; `host` None means `*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: Option<IpAddr>,
+    pub port: u16,
+}
+
+impl Endpoint {
+    /// `"127.0.0.1:6379"`, `"[::1]:5432"`, `"*:80"`, `"localhost:80"`.
+    pub fn parse(s: &str) -> Result<Endpoint, String> {
+        let bad = || format!("expected \"host:port\" or \"*:port\", not {s:?}");
+        let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        let host = match host {
+            "*" => None,
+            "localhost" => Some(IpAddr::from([127, 0, 0, 1])),
+            h => {
+                let h = h.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(h);
+                Some(h.parse::<IpAddr>().map_err(|_| bad())?)
+            }
+        };
+        Ok(Endpoint { host, port })
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.host {
+            None => write!(f, "*:{}", self.port),
+            Some(IpAddr::V6(h)) => write!(f, "[{h}]:{}", self.port),
+            Some(IpAddr::V4(h)) => write!(f, "{h}:{}", self.port),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChildSettings {
+    pub parent_death_signal: Option<i32>,
+    pub reset_signal_mask: bool,
+    pub reset_signal_handlers: bool,
+    pub new_session: bool,
+    pub oom_score_adj: Option<i32>,
+    pub name: Option<String>,
+}
+
+impl ChildSettings {
+    pub fn is_empty(&self) -> bool {
+        *self == ChildSettings::default()
+    }
+}
+
+/// Validation context: the file name and its text, for locations.
+struct Ctx<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, span: Range<usize>, msg: impl Into<String>) -> ConfigError {
+        ConfigError::at(self.file, self.text, span.start, msg)
+    }
+    fn loc(&self, span: Range<usize>) -> Loc {
+        let (line, col) = crate::error::line_col(self.text, span.start);
+        Loc { line, col }
+    }
+}
+
+impl Plan {
+    /// Parse and validate a whole config file. `file` is only used in messages.
+    pub fn parse(file: &str, text: &str) -> Result<Plan, ConfigError> {
+        let cx = Ctx { file, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let at = e.span().map_or(0, |s| s.start);
+            ConfigError::at(file, text, at, e.message().trim_end().to_string())
+        })?;
+        if *raw.version.get_ref() != 1 {
+            return Err(cx.err(raw.version.span(), "unsupported version (this forkguard reads version = 1)"));
+        }
+        let settings = match raw.settings {
+            Some(s) => settings(&cx, s.into_inner())?,
+            None => Settings::default(),
+        };
+
+        // Each table with where it starts, so the actions keep declaration order
+        // across [[lock]], [[call]], [[zero]] and [[fd]].
+        let mut actions: Vec<(usize, Action)> = Vec::new();
+        for l in raw.lock {
+            let at = l.span().start;
+            actions.push((at, lock(&cx, &settings, l)?));
+        }
+        for c in raw.call {
+            let at = c.span().start;
+            actions.push((at, call(&cx, c)?));
+        }
+        for z in raw.zero {
+            let at = z.span().start;
+            actions.push((at, zero(&cx, z)?));
+        }
+        for f in raw.fd {
+            let at = f.span().start;
+            actions.push((at, fd(&cx, f)?));
+        }
+        actions.sort_by_key(|(at, _)| *at);
+        if actions.len() > MAX_ACTIONS {
+            let at = actions.get(MAX_ACTIONS).map_or(0, |(at, _)| *at);
+            return Err(ConfigError::at(file, text, at, format!("too many actions (at most {MAX_ACTIONS})")));
+        }
+        let child = match raw.child {
+            Some(c) => Some(child(&cx, c)?),
+            None => None,
+        };
+        Ok(Plan {
+            file: file.to_string(),
+            settings,
+            actions: actions.into_iter().map(|(_, a)| a).collect(),
+            child,
+        })
+    }
+
+    /// Nothing to do at any fork.
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty() && self.child.as_ref().is_none_or(|c| c.is_empty())
+    }
+}
+
+fn settings(cx: &Ctx, s: RawSettings) -> Result<Settings, ConfigError> {
+    let mut out = Settings::default();
+    if let Some(p) = s.programs {
+        out.programs = programs(cx, p)?;
+    }
+    out.on_error = s.on_error.unwrap_or_default();
+    if let Some(log) = s.log {
+        out.log = LogDest::parse(log.get_ref()).map_err(|m| cx.err(log.span(), m))?;
+    }
+    out.log_format = s.log_format.unwrap_or_default();
+    out.vfork = s.vfork.unwrap_or_default();
+    if let Some(t) = s.lock_timeout_ms {
+        out.lock_timeout_ms = millis(cx, &t)?;
+    }
+    if let Some(t) = s.handshake_timeout_ms {
+        out.handshake_timeout_ms = millis(cx, &t)?;
+    }
+    Ok(out)
+}
+
+fn millis(cx: &Ctx, v: &Spanned<i64>) -> Result<u32, ConfigError> {
+    match u32::try_from(*v.get_ref()) {
+        Ok(ms) if ms <= 3_600_000 => Ok(ms),
+        _ => Err(cx.err(v.span(), "milliseconds must be between 0 and 3600000")),
+    }
+}
+
+fn programs(cx: &Ctx, p: Spanned<Vec<Spanned<String>>>) -> Result<Vec<String>, ConfigError> {
+    let span = p.span();
+    let list = p.into_inner();
+    if list.is_empty() {
+        return Err(cx.err(span, "programs is empty: no program would match; remove the key to match every program"));
+    }
+    list.into_iter()
+        .map(|g| {
+            if g.get_ref().is_empty() || g.get_ref().contains('\0') {
+                Err(cx.err(g.span(), "empty program pattern"))
+            } else {
+                Ok(g.into_inner())
+            }
+        })
+        .collect()
+}
+
+fn symbol(cx: &Ctx, s: &Spanned<String>, optional: bool) -> Result<SymbolRef, ConfigError> {
+    let text = s.get_ref();
+    let bad = |m: &str| cx.err(s.span(), format!("{m}: {text:?}"));
+    let (lib, name) = match text.rsplit_once(':') {
+        Some((lib, name)) => {
+            if lib.is_empty() {
+                return Err(bad("empty library name before ':'"));
+            }
+            (Some(lib.to_string()), name)
+        }
+        None => (None, text.as_str()),
+    };
+    let ok = !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'$' | b'@'))
+        && !name.as_bytes()[0].is_ascii_digit();
+    if !ok {
+        return Err(bad("not a symbol name"));
+    }
+    Ok(SymbolRef { lib, name: name.to_string(), optional, loc: cx.loc(s.span()) })
+}
+
+fn narrow(cx: &Ctx, p: Option<Spanned<Vec<Spanned<String>>>>) -> Result<Vec<String>, ConfigError> {
+    p.map_or(Ok(Vec::new()), |p| programs(cx, p))
+}
+
+fn lock(cx: &Ctx, settings: &Settings, l: Spanned<RawLock>) -> Result<Action, ConfigError> {
+    let loc = cx.loc(l.span());
+    let l = l.into_inner();
+    let timeout_ms = match &l.timeout_ms {
+        Some(t) => millis(cx, t)?,
+        None => settings.lock_timeout_ms,
+    };
+    Ok(Action {
+        kind: ActionKind::Lock(LockSpec {
+            symbol: symbol(cx, &l.symbol, l.optional)?,
+            kind: l.kind,
+            strategy: l.strategy,
+            timeout_ms,
+            on_timeout: l.on_timeout,
+        }),
+        programs: narrow(cx, l.programs)?,
+        loc,
+    })
+}
+
+fn call(cx: &Ctx, c: Spanned<RawCall>) -> Result<Action, ConfigError> {
+    let loc = cx.loc(c.span());
+    let c = c.into_inner();
+    Ok(Action {
+        kind: ActionKind::Call(CallSpec { phase: c.phase, symbol: symbol(cx, &c.symbol, c.optional)? }),
+        programs: narrow(cx, c.programs)?,
+        loc,
+    })
+}
+
+fn zero(cx: &Ctx, z: Spanned<RawZero>) -> Result<Action, ConfigError> {
+    let loc = cx.loc(z.span());
+    let z = z.into_inner();
+    Ok(Action {
+        kind: ActionKind::Zero(ZeroSpec { symbol: symbol(cx, &z.symbol, z.optional)? }),
+        programs: narrow(cx, z.programs)?,
+        loc,
+    })
+}
+
+fn fd_number(cx: &Ctx, v: &Spanned<i64>) -> Result<i32, ConfigError> {
+    match i32::try_from(*v.get_ref()) {
+        Ok(n) if n >= 0 => Ok(n),
+        _ => Err(cx.err(v.span(), "not a file descriptor number")),
+    }
+}
+
+fn fd(cx: &Ctx, f: Spanned<RawFd>) -> Result<Action, ConfigError> {
+    let loc = cx.loc(f.span());
+    let f = f.into_inner();
+    let sel_span = f.select.span();
+    let s = f.select.into_inner();
+    let mut select = Selector::default();
+    if let Some(n) = &s.fd {
+        select.fds.push(fd_number(cx, n)?);
+    }
+    if let Some(list) = &s.fds {
+        if list.get_ref().is_empty() {
+            return Err(cx.err(list.span(), "fds is empty"));
+        }
+        for n in list.get_ref() {
+            select.fds.push(fd_number(cx, n)?);
+        }
+    }
+    if let Some(n) = &s.from {
+        select.from = Some(fd_number(cx, n)?);
+    }
+    if let Some(list) = &s.except {
+        for n in list.get_ref() {
+            select.except.push(fd_number(cx, n)?);
+        }
+    }
+    select.kind = s.kind.as_ref().map(|k| *k.get_ref());
+    if let Some(p) = &s.path {
+        if p.get_ref().is_empty() || p.get_ref().len() > MAX_PATH || p.get_ref().contains('\0') {
+            return Err(cx.err(p.span(), "path pattern must be 1 to 1024 bytes"));
+        }
+        select.path = Some(p.get_ref().clone());
+    }
+    for (key, v, slot) in [("peer", &s.peer, &mut select.peer), ("local", &s.local, &mut select.local)] {
+        if let Some(v) = v {
+            *slot = Some(Endpoint::parse(v.get_ref()).map_err(|m| cx.err(v.span(), format!("{key}: {m}")))?);
+        }
+    }
+    if select.fds.is_empty()
+        && select.from.is_none()
+        && select.kind.is_none()
+        && select.path.is_none()
+        && select.peer.is_none()
+        && select.local.is_none()
+    {
+        return Err(cx.err(sel_span, "empty selector: give fd, fds, from, kind, path, peer or local"));
+    }
+    if (select.peer.is_some() || select.local.is_some())
+        && select.kind.is_some_and(|k| !matches!(k, FdKind::Socket | FdKind::Listen))
+    {
+        return Err(cx.err(sel_span, "peer/local select sockets, but kind is not \"socket\" or \"listen\""));
+    }
+
+    let action = *f.action.get_ref();
+    let aspan = f.action.span();
+    match action {
+        FdActionKind::Disconnect => {
+            if let Some(k) = select.kind.filter(|k| !matches!(k, FdKind::Socket | FdKind::Listen)) {
+                return Err(cx.err(aspan, format!("disconnect applies to sockets, not to kind = {:?}", k.name())));
+            }
+        }
+        FdActionKind::Renew => match select.kind {
+            Some(FdKind::Epoll | FdKind::Eventfd | FdKind::Timerfd | FdKind::Inotify) => {}
+            Some(k) => {
+                return Err(cx.err(aspan, format!("renew applies to epoll, eventfd, timerfd and inotify, not to kind = {:?}", k.name())));
+            }
+            None => {
+                return Err(cx.err(aspan, "renew needs kind = \"epoll\", \"eventfd\", \"timerfd\" or \"inotify\" in select"));
+            }
+        },
+        _ => {}
+    }
+    let mut path = None;
+    let mut flags = Vec::new();
+    let mut mode = 0o600;
+    if action == FdActionKind::Reopen {
+        let p = f.path.as_ref().ok_or_else(|| cx.err(aspan.clone(), "reopen needs a path"))?;
+        let v = p.get_ref();
+        if !v.starts_with('/') || v.len() > MAX_PATH || v.contains('\0') {
+            return Err(cx.err(p.span(), "reopen path must be absolute and at most 1024 bytes"));
+        }
+        check_percent(v).map_err(|m| cx.err(p.span(), m))?;
+        path = Some(v.clone());
+        for fl in f.flags.iter().flatten() {
+            if !flags.contains(fl.get_ref()) {
+                flags.push(*fl.get_ref());
+            }
+        }
+        if let Some(m) = &f.mode {
+            if !flags.contains(&OpenFlag::Create) {
+                return Err(cx.err(m.span(), "mode is only used with flags = [\"create\"]"));
+            }
+            mode = match u32::try_from(*m.get_ref()) {
+                Ok(v) if v <= 0o7777 => v,
+                _ => return Err(cx.err(m.span(), "mode must be between 0 and 0o7777")),
+            };
+        }
+    } else {
+        let extra = [
+            f.path.as_ref().map(|p| ("path", p.span())),
+            f.flags.as_ref().and_then(|v| v.first()).map(|p| ("flags", p.span())),
+            f.mode.as_ref().map(|p| ("mode", p.span())),
+        ];
+        if let Some((key, span)) = extra.into_iter().flatten().next() {
+            return Err(cx.err(span, format!("{key} is only used with action = \"reopen\"")));
+        }
+    }
+    Ok(Action {
+        kind: ActionKind::Fd(FdSpec { select, action, path, flags, mode }),
+        programs: narrow(cx, f.programs)?,
+        loc,
+    })
+}
+
+/// `%p`, `%P` and `%%` are the only escapes in a reopen path.
+fn check_percent(p: &str) -> Result<(), String> {
+    let mut it = p.chars();
+    while let Some(c) = it.next() {
+        if c == '%' && !matches!(it.next(), Some('p' | 'P' | '%')) {
+            return Err("in a reopen path, % must be followed by p, P or %".into());
+        }
+    }
+    Ok(())
+}
+
+fn child(cx: &Ctx, c: Spanned<RawChild>) -> Result<ChildSettings, ConfigError> {
+    let c = c.into_inner();
+    let mut out = ChildSettings {
+        reset_signal_mask: c.reset_signal_mask.unwrap_or(false),
+        reset_signal_handlers: c.reset_signal_handlers.unwrap_or(false),
+        new_session: c.new_session.unwrap_or(false),
+        ..Default::default()
+    };
+    if let Some(sig) = &c.parent_death_signal {
+        let n = match sig.get_ref() {
+            SignalSpec::Name(n) => crate::signal::parse(n),
+            SignalSpec::Number(n) => i32::try_from(*n).ok().filter(|n| (1..=64).contains(n)),
+        };
+        out.parent_death_signal =
+            Some(n.ok_or_else(|| cx.err(sig.span(), "unknown signal name (try \"TERM\", \"SIGKILL\" or a number)"))?);
+    }
+    if let Some(v) = &c.oom_score_adj {
+        match i32::try_from(*v.get_ref()) {
+            Ok(n) if (-1000..=1000).contains(&n) => out.oom_score_adj = Some(n),
+            _ => return Err(cx.err(v.span(), "oom_score_adj must be between -1000 and 1000")),
+        }
+    }
+    if let Some(n) = &c.name {
+        let v = n.get_ref();
+        if v.is_empty() || v.len() > MAX_NAME || v.contains('\0') {
+            return Err(cx.err(n.span(), "name must be 1 to 15 bytes (the kernel keeps 15)"));
+        }
+        out.name = Some(v.clone());
+    }
+    Ok(out)
+}

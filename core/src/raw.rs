@@ -1,0 +1,253 @@
+//! The config file as written (SPEC §3), deserialised with spans so every
+//! problem found later can point at its `LINE:COL`.
+//!
+//! `deny_unknown_fields` everywhere: a misspelt key is an error, not a
+//! silently ignored line.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub version: Spanned<i64>,
+    #[serde(default)]
+    pub settings: Option<Spanned<RawSettings>>,
+    #[serde(default)]
+    pub lock: Vec<Spanned<RawLock>>,
+    #[serde(default)]
+    pub fd: Vec<Spanned<RawFd>>,
+    #[serde(default)]
+    pub call: Vec<Spanned<RawCall>>,
+    #[serde(default)]
+    pub zero: Vec<Spanned<RawZero>>,
+    #[serde(default)]
+    pub child: Option<Spanned<RawChild>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSettings {
+    pub programs: Option<Spanned<Vec<Spanned<String>>>>,
+    pub on_error: Option<OnError>,
+    pub log: Option<Spanned<String>>,
+    pub log_format: Option<LogFormat>,
+    pub vfork: Option<VforkPolicy>,
+    pub lock_timeout_ms: Option<Spanned<i64>>,
+    pub handshake_timeout_ms: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    #[default]
+    Warn,
+    Abort,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum VforkPolicy {
+    #[default]
+    Passthrough,
+    Fork,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLock {
+    pub symbol: Spanned<String>,
+    #[serde(rename = "type")]
+    pub kind: LockKind,
+    #[serde(default)]
+    pub strategy: LockStrategy,
+    pub timeout_ms: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub on_timeout: OnTimeout,
+    #[serde(default)]
+    pub optional: bool,
+    pub programs: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockKind {
+    Mutex,
+    Rwlock,
+    Spinlock,
+    Semaphore,
+    Stdio,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LockStrategy {
+    #[default]
+    Acquire,
+    Reinit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnTimeout {
+    #[default]
+    Reinit,
+    Fail,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFd {
+    pub select: Spanned<RawSelect>,
+    pub action: Spanned<FdActionKind>,
+    pub path: Option<Spanned<String>>,
+    pub flags: Option<Vec<Spanned<OpenFlag>>>,
+    pub mode: Option<Spanned<i64>>,
+    pub programs: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSelect {
+    pub fd: Option<Spanned<i64>>,
+    pub fds: Option<Spanned<Vec<Spanned<i64>>>>,
+    pub from: Option<Spanned<i64>>,
+    pub kind: Option<Spanned<FdKind>>,
+    pub path: Option<Spanned<String>>,
+    pub peer: Option<Spanned<String>>,
+    pub local: Option<Spanned<String>>,
+    pub except: Option<Spanned<Vec<Spanned<i64>>>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FdKind {
+    File,
+    Dir,
+    Pipe,
+    Socket,
+    Listen,
+    Tty,
+    Epoll,
+    Eventfd,
+    Timerfd,
+    Signalfd,
+    Inotify,
+    Memfd,
+}
+
+impl FdKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FdKind::File => "file",
+            FdKind::Dir => "dir",
+            FdKind::Pipe => "pipe",
+            FdKind::Socket => "socket",
+            FdKind::Listen => "listen",
+            FdKind::Tty => "tty",
+            FdKind::Epoll => "epoll",
+            FdKind::Eventfd => "eventfd",
+            FdKind::Timerfd => "timerfd",
+            FdKind::Signalfd => "signalfd",
+            FdKind::Inotify => "inotify",
+            FdKind::Memfd => "memfd",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FdActionKind {
+    Close,
+    Cloexec,
+    Devnull,
+    Reopen,
+    Disconnect,
+    Renew,
+}
+
+impl FdActionKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FdActionKind::Close => "close",
+            FdActionKind::Cloexec => "cloexec",
+            FdActionKind::Devnull => "devnull",
+            FdActionKind::Reopen => "reopen",
+            FdActionKind::Disconnect => "disconnect",
+            FdActionKind::Renew => "renew",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpenFlag {
+    Append,
+    Create,
+    Truncate,
+    Cloexec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCall {
+    pub phase: Phase,
+    pub symbol: Spanned<String>,
+    #[serde(default)]
+    pub optional: bool,
+    pub programs: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Prepare,
+    Parent,
+    Child,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Prepare => "prepare",
+            Phase::Parent => "parent",
+            Phase::Child => "child",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawZero {
+    pub symbol: Spanned<String>,
+    #[serde(default)]
+    pub optional: bool,
+    pub programs: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChild {
+    pub parent_death_signal: Option<Spanned<SignalSpec>>,
+    pub reset_signal_mask: Option<bool>,
+    pub reset_signal_handlers: Option<bool>,
+    pub new_session: Option<bool>,
+    pub oom_score_adj: Option<Spanned<i64>>,
+    pub name: Option<Spanned<String>>,
+}
+
+/// A signal given by name (`"TERM"`, `"SIGTERM"`) or by number.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SignalSpec {
+    Name(String),
+    Number(i64),
+}

@@ -1,0 +1,62 @@
+//! `forkguard audit`: at each fork, report the hazards and change nothing.
+//! Runs in prepare (parent side), so it may take its time; it still
+//! formats with the fixed buffer, since it runs with signals blocked inside
+//! other people's fork calls.
+
+use crate::buf::Buf;
+use crate::engine::Via;
+use crate::fdinfo;
+use crate::runtime::{LogTarget, Runtime};
+use crate::sys;
+
+/// One audit line for the fork about to happen.
+pub fn report(rt: &Runtime, via: Via) {
+    let threads = fdinfo::thread_count();
+    let mut counts = [0u32; fdinfo::KINDS.len()];
+    let mut link = [0u8; 256];
+    fdinfo::for_each_fd(|fd| {
+        if let Some((kind, _)) = fdinfo::classify(fd, &mut link) {
+            if let Some(c) = counts.get_mut(fdinfo::kind_index(kind)) {
+                *c += 1;
+            }
+        }
+    });
+    let mut line = Buf::<1024>::new();
+    let me = i64::from(sys::getpid());
+    let others = threads.saturating_sub(1) as u64;
+    if rt.json {
+        line.str("{\"ts\":").u64(sys::wall_ns() / 1_000_000_000);
+        line.str(",\"pid\":").i64(me).str(",\"event\":\"audit\",\"via\":\"").str(via.name());
+        line.str("\",\"other_threads\":").u64(others).str(",\"fds\":{");
+        let mut first = true;
+        for (k, n) in fdinfo::KINDS.iter().zip(counts) {
+            if n > 0 {
+                if !first {
+                    line.byte(b',');
+                }
+                first = false;
+                line.byte(b'"').str(k.name()).str("\":").u64(u64::from(n));
+            }
+        }
+        line.str("}}");
+    } else {
+        line.str("forkguard[").i64(me).str("] audit fork via ").str(via.name()).str(": ");
+        line.u64(others).str(if others == 1 { " other thread" } else { " other threads" });
+        line.str(" alive; inherited fds:");
+        let mut any = false;
+        for (k, n) in fdinfo::KINDS.iter().zip(counts) {
+            if n > 0 {
+                line.str(if any { ", " } else { " " }).u64(u64::from(n)).byte(b' ').str(k.name());
+                any = true;
+            }
+        }
+        if !any {
+            line.str(" none");
+        }
+    }
+    let bytes = line.end_line();
+    match &rt.log {
+        LogTarget::Off | LogTarget::Stderr => sys::write_all(2, bytes),
+        LogTarget::File(p) => sys::append_to(p, bytes),
+    }
+}

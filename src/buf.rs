@@ -1,0 +1,108 @@
+//! A fixed-size byte buffer with just enough formatting for log lines.
+//!
+//! Everything here is async-signal-safe: no allocation, no lock, no
+//! `core::fmt` machinery, and no panic (writes past the end are dropped and
+//! the line ends with `...`).
+
+pub struct Buf<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+    truncated: bool,
+}
+
+impl<const N: usize> Buf<N> {
+    pub const fn new() -> Self {
+        Buf { bytes: [0; N], len: 0, truncated: false }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or(&[])
+    }
+
+    /// Append bytes; what does not fit is dropped and remembered.
+    pub fn push(&mut self, s: &[u8]) -> &mut Self {
+        for &b in s {
+            match self.bytes.get_mut(self.len) {
+                Some(slot) => {
+                    *slot = b;
+                    self.len += 1;
+                }
+                None => {
+                    self.truncated = true;
+                    break;
+                }
+            }
+        }
+        self
+    }
+
+    pub fn str(&mut self, s: &str) -> &mut Self {
+        self.push(s.as_bytes())
+    }
+
+    pub fn byte(&mut self, b: u8) -> &mut Self {
+        self.push(&[b])
+    }
+
+    pub fn u64(&mut self, mut v: u64) -> &mut Self {
+        let mut tmp = [0u8; 20];
+        let mut i = tmp.len();
+        loop {
+            i -= 1;
+            if let Some(slot) = tmp.get_mut(i) {
+                *slot = b'0' + (v % 10) as u8;
+            }
+            v /= 10;
+            if v == 0 || i == 0 {
+                break;
+            }
+        }
+        self.push(tmp.get(i..).unwrap_or(&[]))
+    }
+
+    pub fn i64(&mut self, v: i64) -> &mut Self {
+        if v < 0 {
+            self.byte(b'-');
+        }
+        self.u64(v.unsigned_abs())
+    }
+
+    /// Nanoseconds as microseconds with one decimal: `4.1`.
+    pub fn micros(&mut self, ns: u64) -> &mut Self {
+        let tenths = (ns + 50) / 100;
+        self.u64(tenths / 10).byte(b'.').u64(tenths % 10)
+    }
+
+    /// Append as the inside of a JSON string: quotes, backslashes and control
+    /// bytes escaped.
+    pub fn json_str(&mut self, s: &[u8]) -> &mut Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for &b in s {
+            match b {
+                b'"' => self.push(b"\\\""),
+                b'\\' => self.push(b"\\\\"),
+                b'\n' => self.push(b"\\n"),
+                0..=0x1f => {
+                    let hi = HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0');
+                    let lo = HEX.get(usize::from(b & 15)).copied().unwrap_or(b'0');
+                    self.push(b"\\u00").push(&[hi, lo])
+                }
+                _ => self.byte(b),
+            };
+        }
+        self
+    }
+
+    /// Finish a line: `...` if something was cut, then `\n` (always fits:
+    /// the last four bytes are kept for it).
+    pub fn end_line(&mut self) -> &[u8] {
+        let room = N.saturating_sub(4);
+        if self.truncated || self.len > room {
+            self.len = self.len.min(room);
+            self.truncated = false;
+            self.push(b"...");
+        }
+        self.push(b"\n");
+        self.as_bytes()
+    }
+}

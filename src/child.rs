@@ -1,0 +1,101 @@
+//! `[child]` settings, applied in the child after fork.
+//!
+//! Everything here is async-signal-safe: plain system calls on data the
+//! runtime prepared before the fork (see `runtime::ChildPlan`).
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use crate::engine::{ForkState, Tally, Via, CHILD_SETTING};
+use crate::runtime::ChildPlan;
+use crate::sys;
+
+const NAMES: [&str; 6] =
+    ["parent_death_signal", "reset_signal_mask", "reset_signal_handlers", "new_session", "oom_score_adj", "name"];
+
+/// The config key of setting number `n`, for failure reports.
+pub fn setting_name(n: u16) -> &'static str {
+    NAMES.get(usize::from(n)).copied().unwrap_or("child")
+}
+
+fn check(t: &mut Tally, n: u16, ok: bool) {
+    if ok {
+        t.ok();
+    } else {
+        t.fail(CHILD_SETTING + n, -1, sys::errno());
+    }
+}
+
+/// Apply the settings. The signal mask itself is reset by the engine when it
+/// restores the mask at the very end. Async-signal-safe.
+pub fn apply(c: &ChildPlan, st: &ForkState, t: &mut Tally) {
+    if c.parent_death_signal != 0 && st.via != Via::Daemon {
+        // SAFETY: prctl with integer arguments only.
+        let ok = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, c.parent_death_signal as libc::c_ulong, 0, 0, 0) } == 0;
+        // Close the race: if the parent died before prctl, the kernel will
+        // never send the signal, so send it now (it is delivered when the
+        // caller's mask is restored). A daemon's parent exits by design, so
+        // the setting does not apply to `daemon`.
+        if ok && sys::getppid() != st.parent_pid {
+            // SAFETY: kill on our own pid with a valid signal number.
+            unsafe { libc::kill(sys::getpid(), c.parent_death_signal) };
+        }
+        check(t, 0, ok);
+    }
+    if c.reset_signal_mask {
+        t.ok();
+    }
+    if c.reset_signal_handlers {
+        check(t, 2, reset_handlers());
+    }
+    if c.new_session {
+        // SAFETY: setsid/getsid take no pointers.
+        let ok = unsafe { libc::setsid() } >= 0 || unsafe { libc::getsid(0) } == sys::getpid();
+        check(t, 3, ok);
+    }
+    if let Some(v) = &c.oom_score_adj {
+        check(t, 4, write_file(c"/proc/self/oom_score_adj", v));
+    }
+    if let Some(name) = &c.name {
+        // SAFETY: name is a NUL-terminated 16-byte buffer.
+        let ok = unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) } == 0;
+        check(t, 5, ok);
+    }
+}
+
+/// Every caught signal back to SIG_DFL (ignored ones stay ignored).
+fn reset_handlers() -> bool {
+    let mut ok = true;
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP || sig == 32 || sig == 33 {
+            continue; // cannot be caught, or glibc-internal (SIGCANCEL, SIGSETXID)
+        }
+        // SAFETY: sigaction with a valid out-parameter.
+        let mut old: libc::sigaction = unsafe { core::mem::zeroed() };
+        // SAFETY: as above.
+        if unsafe { libc::sigaction(sig, core::ptr::null(), &mut old) } != 0 {
+            continue;
+        }
+        if old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN {
+            // SAFETY: a zeroed sigaction with SIG_DFL is valid.
+            let mut dfl: libc::sigaction = unsafe { core::mem::zeroed() };
+            dfl.sa_sigaction = libc::SIG_DFL;
+            // SAFETY: valid signal number and action.
+            ok &= unsafe { libc::sigaction(sig, &dfl, core::ptr::null_mut()) } == 0;
+        }
+    }
+    ok
+}
+
+fn write_file(path: &core::ffi::CStr, bytes: &[u8]) -> bool {
+    // SAFETY: path is NUL-terminated.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: bytes is a live slice.
+    let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    let err = sys::errno();
+    // SAFETY: fd was opened above.
+    unsafe { libc::close(fd) };
+    sys::set_errno(err);
+    n == bytes.len() as isize
+}

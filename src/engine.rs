@@ -1,0 +1,574 @@
+//! The phase engine: prepare / parent / child around the real call.
+//!
+//! Every interposed entry point (and the `pthread_atfork` fallback) goes
+//! through [`begin`] before the real call and [`finish`] after it. The
+//! actions themselves live in their own modules; this file only decides
+//! when, in which order, and with what bookkeeping they run.
+//!
+//! What must stay true:
+//! - Signals are blocked from the start of prepare to the end of the phases
+//!   (the caller's mask is restored), so a signal handler that forks cannot
+//!   run in the middle of forkguard's own work on this thread.
+//! - A fork made while a phase runs on this thread passes straight through
+//!   (`MODE` is not idle), and glibc's atfork handlers for it are skipped
+//!   (`SKIP` counts them).
+//! - Everything the child phase does is async-signal-safe: it reads the
+//!   runtime (never changed after load), writes to the stack, and makes
+//!   plain system calls. No allocation, no lock, no stdio, no formatting
+//!   machinery (see `buf`), and no panic: the crate is built with
+//!   `panic = "abort"`, and the child path uses no indexing, unwrap or
+//!   arithmetic that could panic (`clippy::indexing_slicing` and friends are
+//!   denied below). A panic can therefore never unwind into redhook's
+//!   `catch_unwind`, which would call the real fork a second time.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use crate::buf::Buf;
+use crate::runtime::{self, LogTarget, RtKind, Runtime};
+use crate::sys;
+use forkguard_core::plan::{Phase, MAX_ACTIONS};
+use libc::{c_int, pid_t};
+use std::cell::{Cell, UnsafeCell};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Which entry point created the process (the log's `via`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Fork,
+    Forkpty,
+    Daemon,
+    Vfork,
+    /// Reached glibc's fork handlers without an interposed entry point.
+    Atfork,
+}
+
+impl Via {
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::Fork => "fork",
+            Via::Forkpty => "forkpty",
+            Via::Daemon => "daemon",
+            Via::Vfork => "vfork",
+            Via::Atfork => "atfork",
+        }
+    }
+}
+
+/// At most this many failures are described in one report; more are counted.
+const MAX_ERRS: usize = 6;
+
+/// Pseudo action numbers for `[child]` settings in failure records.
+pub const CHILD_SETTING: u16 = MAX_ACTIONS as u16;
+
+/// Errors that are not errno values.
+pub const ERR_UNRESOLVED: c_int = -1;
+pub const ERR_TIMEOUT: c_int = -2;
+
+#[derive(Clone, Copy)]
+pub struct Failure {
+    /// Index in `Runtime::actions`, or `CHILD_SETTING + n` for `[child]`.
+    pub action: u16,
+    /// The descriptor concerned, or -1.
+    pub fd: c_int,
+    /// errno, or one of the `ERR_*` codes.
+    pub err: c_int,
+}
+
+/// Counts and the first few failures of one phase.
+#[derive(Clone, Copy)]
+pub struct Tally {
+    pub ok: u32,
+    pub failed: u32,
+    errs: [Failure; MAX_ERRS],
+}
+
+impl Tally {
+    pub const fn new() -> Tally {
+        Tally { ok: 0, failed: 0, errs: [Failure { action: 0, fd: -1, err: 0 }; MAX_ERRS] }
+    }
+
+    /// One action done. Async-signal-safe.
+    pub fn ok(&mut self) {
+        self.ok = self.ok.saturating_add(1);
+    }
+
+    /// One action failed; remembered for the report. Async-signal-safe.
+    pub fn fail(&mut self, action: u16, fd: c_int, err: c_int) {
+        if let Some(slot) = self.errs.get_mut(self.failed as usize) {
+            *slot = Failure { action, fd, err };
+        }
+        self.failed = self.failed.saturating_add(1);
+    }
+
+    pub fn failures(&self) -> &[Failure] {
+        self.errs.get(..(self.failed as usize).min(MAX_ERRS)).unwrap_or(&[])
+    }
+}
+
+/// Everything one process creation carries from prepare to parent/child.
+pub struct ForkState {
+    pub via: Via,
+    old_mask: libc::sigset_t,
+    /// The forking process, for the child's report and parent-death check.
+    pub parent_pid: pid_t,
+    timing: bool,
+    t0: u64,
+    prepare_ns: u64,
+    pub prepare: Tally,
+    /// Shared page for `handshake_timeout_ms` (null when off).
+    handshake: *mut AtomicU32,
+}
+
+impl ForkState {
+    pub const fn new() -> ForkState {
+        ForkState {
+            via: Via::Fork,
+            // SAFETY: sigset_t is plain data; all-zero is a valid (empty) set.
+            old_mask: unsafe { core::mem::zeroed() },
+            parent_pid: 0,
+            timing: false,
+            t0: 0,
+            prepare_ns: 0,
+            prepare: Tally::new(),
+            handshake: core::ptr::null_mut(),
+        }
+    }
+}
+
+const IDLE: u8 = 0;
+const HOOK: u8 = 1;
+const FALLBACK: u8 = 2;
+
+thread_local! {
+    /// IDLE, or who is running phases on this thread.
+    static MODE: Cell<u8> = const { Cell::new(IDLE) };
+    /// glibc fork-handler rounds to ignore (forks inside a phase, or ours).
+    static SKIP: Cell<u32> = const { Cell::new(0) };
+    /// The fallback path's state, kept from the prepare handler to the
+    /// parent/child handler.
+    static FALLBACK_STATE: UnsafeCell<ForkState> = const { UnsafeCell::new(ForkState::new()) };
+}
+
+/// Is a phase (or our own fork) running on this thread? Async-signal-safe.
+pub fn busy() -> bool {
+    MODE.with(|m| m.get()) != IDLE
+}
+
+/// Run the phases around `real`, the real `fork`-like call.
+///
+/// # Safety
+/// `real` must perform a process creation that returns like `fork`.
+pub unsafe fn around(via: Via, real: impl FnOnce() -> pid_t) -> pid_t {
+    let rt = match runtime::get() {
+        Some(rt) if !busy() => rt,
+        _ => return real(),
+    };
+    let mut st = ForkState::new();
+    begin(rt, via, &mut st, HOOK);
+    let pid = real();
+    let err = sys::errno();
+    finish(rt, &mut st, pid, err);
+    sys::set_errno(err);
+    pid
+}
+
+/// `daemon`: prepare, then the child phase in the surviving process. The
+/// original parent exits inside the real call; if the call fails before the
+/// fork, the parent phase runs instead.
+///
+/// # Safety
+/// `real` must be the real `daemon` call.
+pub unsafe fn around_daemon(real: impl FnOnce() -> c_int) -> c_int {
+    let rt = match runtime::get() {
+        Some(rt) if !busy() => rt,
+        _ => return real(),
+    };
+    let mut st = ForkState::new();
+    begin(rt, Via::Daemon, &mut st, HOOK);
+    let r = real();
+    let err = sys::errno();
+    // daemon returns -1 both when its fork fails (in the parent) and when a
+    // later step fails (in the child): the pid tells which process we are.
+    let in_child = sys::getpid() != st.parent_pid;
+    finish(rt, &mut st, if in_child { 0 } else { -1 }, err);
+    sys::set_errno(err);
+    r
+}
+
+/// Prepare: block signals, claim the thread, run prepare actions.
+fn begin(rt: &Runtime, via: Via, st: &mut ForkState, mode: u8) {
+    st.old_mask = sys::block_all();
+    MODE.with(|m| m.set(mode));
+    st.via = via;
+    st.parent_pid = sys::getpid();
+    st.timing = !matches!(rt.log, LogTarget::Off);
+    if st.timing {
+        if !rt.audit {
+            banner(rt);
+        }
+        st.t0 = sys::now_ns();
+    }
+    if rt.has_symbols {
+        let generation = crate::symbols::generation();
+        for a in &rt.actions {
+            match &a.kind {
+                RtKind::Call { sym, .. } => sym.refresh(generation),
+            }
+        }
+    }
+    if rt.audit {
+        crate::audit::report(rt, via);
+    } else {
+        for (i, a) in rt.actions.iter().enumerate() {
+            match &a.kind {
+                RtKind::Call { phase: Phase::Prepare, sym } => call(sym.addr(), i, &mut st.prepare),
+                RtKind::Call { .. } => {}
+            }
+        }
+        if rt.handshake_ms > 0 {
+            st.handshake = handshake_page();
+        }
+    }
+    if st.timing {
+        st.prepare_ns = sys::now_ns().saturating_sub(st.t0);
+    }
+}
+
+/// Parent or child phase, by `pid`; restores the signal mask, frees the thread.
+fn finish(rt: &Runtime, st: &mut ForkState, pid: pid_t, err: c_int) {
+    if pid == 0 {
+        child_phase(rt, st);
+    } else {
+        parent_phase(rt, st, pid, err);
+        sys::set_mask(&st.old_mask);
+    }
+    MODE.with(|m| m.set(IDLE));
+}
+
+/// Run a `void f(void)`; an unresolved symbol is a failure, not a crash.
+/// Async-signal-safe as far as forkguard is concerned (the called function
+/// is the config author's responsibility).
+fn call(addr: usize, i: usize, t: &mut Tally) {
+    if addr == 0 {
+        t.fail(i as u16, -1, ERR_UNRESOLVED);
+        return;
+    }
+    // SAFETY: addr was returned by dlsym for a symbol the config declares as
+    // `void f(void)`; refresh() drops addresses of unloaded objects.
+    let f: extern "C" fn() = unsafe { core::mem::transmute::<usize, extern "C" fn()>(addr) };
+    f();
+    t.ok();
+}
+
+fn parent_phase(rt: &Runtime, st: &mut ForkState, pid: pid_t, err: c_int) {
+    let t1 = if st.timing { sys::now_ns() } else { 0 };
+    let mut tally = Tally::new();
+    if !rt.audit {
+        for (i, a) in rt.actions.iter().enumerate().rev() {
+            match &a.kind {
+                RtKind::Call { phase: Phase::Parent, sym } => call(sym.addr(), i, &mut tally),
+                RtKind::Call { .. } => {}
+            }
+        }
+    }
+    if !st.handshake.is_null() {
+        if pid > 0 {
+            handshake_wait(st.handshake, rt.handshake_ms);
+        }
+        handshake_release(st.handshake);
+        st.handshake = core::ptr::null_mut();
+    }
+    if st.timing && !rt.audit {
+        let parent_ns = sys::now_ns().saturating_sub(t1);
+        log_parent(rt, st, pid, err, &tally, parent_ns);
+    }
+}
+
+/// The child phase. Async-signal-safe (see the module comment).
+fn child_phase(rt: &Runtime, st: &mut ForkState) {
+    let t0 = if st.timing { sys::now_ns() } else { 0 };
+    let mut tally = Tally::new();
+    let mut mask = st.old_mask;
+    if !rt.audit {
+        // Order of SPEC §4: locks, zero, fd actions, child settings, calls.
+        if let Some(c) = &rt.child {
+            crate::child::apply(c, st, &mut tally);
+            if c.reset_signal_mask {
+                mask = sys::empty_set();
+            }
+        }
+        for (i, a) in rt.actions.iter().enumerate().rev() {
+            match &a.kind {
+                RtKind::Call { phase: Phase::Child, sym } => call(sym.addr(), i, &mut tally),
+                RtKind::Call { .. } => {}
+            }
+        }
+    }
+    if st.timing && !rt.audit {
+        log_child(rt, st, &tally, sys::now_ns().saturating_sub(t0));
+    }
+    if !st.handshake.is_null() {
+        handshake_signal(st.handshake);
+        handshake_release(st.handshake);
+        st.handshake = core::ptr::null_mut();
+    }
+    sys::set_mask(&mask);
+}
+
+// ---- pthread_atfork fallback -------------------------------------------
+
+/// Register the fallback handlers. Called once, at load, only when a
+/// runtime is installed.
+pub fn register_atfork() {
+    // SAFETY: the handlers are plain extern "C" functions that live as long
+    // as the library (it is never unloaded: LD_PRELOAD).
+    unsafe { libc::pthread_atfork(Some(atfork_prepare), Some(atfork_parent), Some(atfork_child)) };
+}
+
+extern "C" fn atfork_prepare() {
+    if busy() {
+        SKIP.with(|s| s.set(s.get().saturating_add(1)));
+        return;
+    }
+    let Some(rt) = runtime::get() else { return };
+    let err = sys::errno();
+    FALLBACK_STATE.with(|c| {
+        // SAFETY: only this thread touches its own FALLBACK_STATE, and never
+        // re-entrantly: signals are blocked while MODE is not idle.
+        let st = unsafe { &mut *c.get() };
+        *st = ForkState::new();
+        begin(rt, Via::Atfork, st, FALLBACK);
+    });
+    sys::set_errno(err);
+}
+
+fn atfork_after(pid_is_child: bool) {
+    let skipped = SKIP.with(|s| {
+        let n = s.get();
+        if n > 0 {
+            s.set(n - 1);
+        }
+        n > 0
+    });
+    if skipped || MODE.with(|m| m.get()) != FALLBACK {
+        return;
+    }
+    let Some(rt) = runtime::get() else { return };
+    let err = sys::errno();
+    FALLBACK_STATE.with(|c| {
+        // SAFETY: as in atfork_prepare.
+        let st = unsafe { &mut *c.get() };
+        // The child pid is not known to fork handlers: the parent line says 0.
+        finish(rt, st, if pid_is_child { 0 } else { i32::MAX }, 0);
+    });
+    sys::set_errno(err);
+}
+
+extern "C" fn atfork_parent() {
+    atfork_after(false)
+}
+
+extern "C" fn atfork_child() {
+    atfork_after(true)
+}
+
+// ---- handshake ----------------------------------------------------------
+
+/// A shared anonymous page: no descriptor exists, so none can leak into
+/// either process (or into a sibling forked by another thread meanwhile).
+fn handshake_page() -> *mut AtomicU32 {
+    // SAFETY: an anonymous shared mapping of one page; checked below.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED { core::ptr::null_mut() } else { p.cast() }
+}
+
+/// Child: say "child phase done" and wake the parent. Async-signal-safe.
+fn handshake_signal(word: *mut AtomicU32) {
+    // SAFETY: word points into the live shared page.
+    unsafe {
+        (*word).store(1, Ordering::Release);
+        libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAKE, 1, 0, 0, 0);
+    }
+}
+
+/// Parent: wait until the child said so, or `ms` passed.
+fn handshake_wait(word: *mut AtomicU32, ms: u32) {
+    let deadline = sys::now_ns().saturating_add(u64::from(ms) * 1_000_000);
+    loop {
+        // SAFETY: word points into the live shared page.
+        if unsafe { (*word).load(Ordering::Acquire) } != 0 {
+            return;
+        }
+        let now = sys::now_ns();
+        if now >= deadline {
+            return;
+        }
+        let left = deadline - now;
+        let ts = libc::timespec { tv_sec: (left / 1_000_000_000) as libc::time_t, tv_nsec: (left % 1_000_000_000) as libc::c_long };
+        // SAFETY: a shared (not private) futex wait on the page, with a timeout.
+        unsafe { libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAIT, 0, &ts as *const libc::timespec, 0, 0) };
+    }
+}
+
+fn handshake_release(word: *mut AtomicU32) {
+    // SAFETY: the page was mapped by handshake_page and is no longer used.
+    unsafe { libc::munmap(word.cast(), 4096) };
+}
+
+// ---- reports -------------------------------------------------------------
+
+type Line = Buf<1024>;
+
+fn emit(rt: &Runtime, line: &mut Line) {
+    let bytes = line.end_line();
+    match &rt.log {
+        LogTarget::Off => {}
+        LogTarget::Stderr => sys::write_all(2, bytes),
+        LogTarget::File(path) => sys::append_to(path, bytes),
+    }
+}
+
+/// The once-per-process `config` line, before the first fork line.
+fn banner(rt: &Runtime) {
+    if rt.banner_done.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let mut line = Line::new();
+    if rt.json {
+        line.str("{\"ts\":");
+        ts(&mut line);
+        line.str(",\"pid\":").i64(i64::from(sys::getpid()));
+    } else {
+        line.str("forkguard[").i64(i64::from(sys::getpid())).byte(b']');
+    }
+    line.push(&rt.banner);
+    emit(rt, &mut line);
+}
+
+fn ts(line: &mut Line) {
+    let ns = sys::wall_ns();
+    line.u64(ns / 1_000_000_000).byte(b'.');
+    let frac = (ns % 1_000_000_000) / 1000;
+    let mut div = 100_000;
+    while div > 0 {
+        line.byte(b'0' + ((frac / div) % 10) as u8);
+        div /= 10;
+    }
+}
+
+/// `fd 7 reopen /x: EACCES` into `line`. Async-signal-safe.
+fn describe(rt: &Runtime, f: &Failure, line: &mut Line) {
+    if f.fd >= 0 {
+        line.str("fd ").i64(i64::from(f.fd)).byte(b' ');
+    }
+    if f.action >= CHILD_SETTING {
+        line.str(crate::child::setting_name(f.action - CHILD_SETTING));
+    } else if let Some(a) = rt.actions.get(usize::from(f.action)) {
+        line.push(&a.label);
+    }
+    line.str(": ");
+    match f.err {
+        ERR_UNRESOLVED => line.str("symbol not resolved"),
+        ERR_TIMEOUT => line.str("timed out"),
+        e => match sys::errno_name(e) {
+            Some(n) => line.str(n),
+            None => line.str("errno ").i64(i64::from(e)),
+        },
+    };
+}
+
+fn text_tally(line: &mut Line, rt: &Runtime, t: &Tally) {
+    line.u64(u64::from(t.ok)).str(" ok");
+    if t.failed > 0 {
+        line.str(", ").u64(u64::from(t.failed)).str(" failed (");
+        for (k, f) in t.failures().iter().enumerate() {
+            if k > 0 {
+                line.str("; ");
+            }
+            describe(rt, f, line);
+        }
+        if t.failed as usize > MAX_ERRS {
+            line.str("; ...");
+        }
+        line.byte(b')');
+    }
+}
+
+fn json_errors(line: &mut Line, rt: &Runtime, tallies: &[&Tally]) {
+    line.str(",\"errors\":[");
+    let mut first = true;
+    for t in tallies {
+        for f in t.failures() {
+            if !first {
+                line.byte(b',');
+            }
+            first = false;
+            let mut one = Line::new();
+            describe(rt, f, &mut one);
+            line.byte(b'"').json_str(one.as_bytes()).byte(b'"');
+        }
+    }
+    line.byte(b']');
+}
+
+fn log_parent(rt: &Runtime, st: &ForkState, pid: pid_t, err: c_int, t: &Tally, parent_ns: u64) {
+    let mut line = Line::new();
+    let me = i64::from(sys::getpid());
+    let child = if pid == i32::MAX { 0 } else { i64::from(pid) };
+    if rt.json {
+        line.str("{\"ts\":");
+        ts(&mut line);
+        line.str(",\"pid\":").i64(me).str(",\"event\":\"fork\",\"via\":\"").str(st.via.name());
+        line.str("\",\"child\":").i64(child);
+        if pid < 0 {
+            line.str(",\"errno\":").i64(i64::from(err)).str(",\"error\":\"");
+            line.str(sys::errno_name(err).unwrap_or("?")).byte(b'"');
+        }
+        line.str(",\"phase_us\":").micros(st.prepare_ns + parent_ns);
+        line.str(",\"prepare_us\":").micros(st.prepare_ns).str(",\"parent_us\":").micros(parent_ns);
+        line.str(",\"actions_ok\":").u64(u64::from(st.prepare.ok + t.ok));
+        line.str(",\"actions_failed\":").u64(u64::from(st.prepare.failed + t.failed));
+        json_errors(&mut line, rt, &[&st.prepare, t]);
+        line.byte(b'}');
+    } else {
+        line.str("forkguard[").i64(me).str("] fork -> ").i64(child);
+        if pid < 0 {
+            line.str(" (").str(sys::errno_name(err).unwrap_or("error")).byte(b')');
+        }
+        line.str(" via ").str(st.via.name()).str(": prepare ");
+        text_tally(&mut line, rt, &st.prepare);
+        line.byte(b' ').micros(st.prepare_ns).str("us, parent ");
+        text_tally(&mut line, rt, t);
+        line.byte(b' ').micros(parent_ns).str("us");
+    }
+    emit(rt, &mut line);
+}
+
+/// The child's report: formatted on the stack, one write. Async-signal-safe.
+fn log_child(rt: &Runtime, st: &ForkState, t: &Tally, ns: u64) {
+    let mut line = Line::new();
+    let me = i64::from(sys::getpid());
+    if rt.json {
+        line.str("{\"ts\":");
+        ts(&mut line);
+        line.str(",\"pid\":").i64(me).str(",\"event\":\"child\",\"via\":\"").str(st.via.name());
+        line.str("\",\"child\":").i64(me).str(",\"parent\":").i64(i64::from(st.parent_pid));
+        line.str(",\"phase_us\":").micros(ns);
+        line.str(",\"actions_ok\":").u64(u64::from(t.ok)).str(",\"actions_failed\":").u64(u64::from(t.failed));
+        json_errors(&mut line, rt, &[t]);
+        line.byte(b'}');
+    } else {
+        line.str("forkguard[").i64(me).str("] child of ").i64(i64::from(st.parent_pid)).str(": ");
+        text_tally(&mut line, rt, t);
+        line.byte(b' ').micros(ns).str("us");
+    }
+    emit(rt, &mut line);
+}

@@ -1,0 +1,79 @@
+//! The interposed entry points. Each is a thin shell around `engine`.
+//!
+//! redhook's wrappers catch a panic and then call the real function: with
+//! `panic = "abort"` (Cargo.toml) there is no unwinding, so that path can
+//! never run a second fork.
+
+use crate::engine::{self, Via};
+use libc::{c_char, c_int, pid_t, termios, winsize};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+redhook::hook! {
+    unsafe fn fork() -> pid_t => fg_fork {
+        // SAFETY: the closure performs the real fork.
+        unsafe { engine::around(Via::Fork, || redhook::real!(fork)()) }
+    }
+}
+
+redhook::hook! {
+    unsafe fn forkpty(amaster: *mut c_int, name: *mut c_char, termp: *const termios, winp: *const winsize) -> pid_t => fg_forkpty {
+        // glibc's forkpty forks internally without calling `fork`: the
+        // phases run here, once (its fork handlers see this thread busy).
+        // SAFETY: the closure performs the real forkpty with the caller's arguments.
+        unsafe { engine::around(Via::Forkpty, || redhook::real!(forkpty)(amaster, name, termp, winp)) }
+    }
+}
+
+redhook::hook! {
+    unsafe fn daemon(nochdir: c_int, noclose: c_int) -> c_int => fg_daemon {
+        // SAFETY: the closure performs the real daemon call.
+        unsafe { engine::around_daemon(|| redhook::real!(daemon)(nochdir, noclose)) }
+    }
+}
+
+/// The real `vfork`, looked up once.
+fn real_vfork() -> usize {
+    static REAL: AtomicUsize = AtomicUsize::new(0);
+    let mut p = REAL.load(Ordering::Acquire);
+    if p == 0 {
+        // SAFETY: RTLD_NEXT lookup of a libc symbol; the name is NUL-terminated.
+        p = unsafe { libc::dlsym(libc::RTLD_NEXT, c"vfork".as_ptr()) } as usize;
+        REAL.store(p, Ordering::Release);
+    }
+    p
+}
+
+/// `vfork = "fork"`: a real fork with all three phases.
+extern "C" fn vfork_as_fork() -> pid_t {
+    // SAFETY: redhook's fork hook resolves the real fork; we call it directly.
+    unsafe { engine::around(Via::Vfork, || fork.get()()) }
+}
+
+/// Where `vfork` goes: the real one (default, passthrough) or a fork with
+/// phases. Called from the naked `vfork` below, before any process exists.
+extern "C" fn vfork_target() -> usize {
+    match crate::runtime::get() {
+        Some(rt) if rt.vfork_as_fork && !engine::busy() => vfork_as_fork as *const () as usize,
+        _ => real_vfork(),
+    }
+}
+
+/// `vfork` cannot be wrapped by an ordinary function: the child runs on the
+/// parent's stack and would clobber the wrapper's frame. So this entry has
+/// no frame at all: it asks `vfork_target` where to go and jumps there, and
+/// the real vfork returns straight to our caller.
+///
+/// # Safety
+/// Same contract as `vfork(2)`.
+#[cfg(target_arch = "x86_64")]
+#[unsafe(naked)]
+#[no_mangle]
+pub unsafe extern "C" fn vfork() -> pid_t {
+    core::arch::naked_asm!(
+        "sub rsp, 8",
+        "call {target}",
+        "add rsp, 8",
+        "jmp rax",
+        target = sym vfork_target,
+    )
+}

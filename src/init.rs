@@ -1,0 +1,161 @@
+//! Load time: find the config (SPEC §2), read it safely, validate it, build
+//! the runtime. The cheap path matters most: a process with no config (or
+//! `FORKGUARD_DISABLE=1`) costs a few `getenv`s and one `access`.
+
+use crate::runtime::{self, Program, Runtime};
+use crate::sys;
+use forkguard_core::load::{self, Trust};
+use forkguard_core::plan::{LogDest, OnError, Plan};
+use forkguard_core::{ConfigError, ENV_CONFIG, ENV_DISABLE, ENV_LOG, SYSTEM_CONFIG};
+use std::ffi::{CStr, CString};
+
+/// Internal: set by `forkguard audit` (ignored in secure-execution mode).
+pub const ENV_AUDIT: &str = "FORKGUARD_AUDIT";
+
+/// An environment variable, unless the process runs in secure-execution
+/// mode (setuid, setgid, capabilities: SPEC §7), where every `FORKGUARD_*`
+/// variable is ignored.
+fn env(secure: bool, name: &str) -> Option<String> {
+    if secure {
+        return None;
+    }
+    let key = CString::new(name).ok()?;
+    // SAFETY: key is NUL-terminated; getenv returns null or a C string that
+    // we copy at once (load time: no other thread changes the environment).
+    let p = unsafe { libc::getenv(key.as_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: non-null result of getenv is a valid C string.
+    Some(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+}
+
+/// Whether the process runs in secure-execution mode.
+pub fn secure_mode() -> bool {
+    // SAFETY: getauxval has no preconditions.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+/// The constructor's work. Never panics out (panic = abort), never exits
+/// except for `on_error = "abort"`.
+pub fn init() {
+    let secure = secure_mode();
+    if env(secure, ENV_DISABLE).is_some_and(|v| !v.is_empty() && v != "0") {
+        return;
+    }
+    let audit = env(secure, ENV_AUDIT).is_some_and(|v| v == "1");
+    let log_env = env(secure, ENV_LOG);
+    let log_override = match log_env.as_deref().map(LogDest::parse) {
+        Some(Ok(d)) => Some(d),
+        Some(Err(m)) => {
+            report(&ConfigError::file(ENV_LOG, m), None);
+            None
+        }
+        None => None,
+    };
+
+    let path = match env(secure, ENV_CONFIG).filter(|p| !p.is_empty()) {
+        Some(p) => Some(p),
+        None => {
+            // SAFETY: the path is a NUL-terminated literal.
+            let exists = unsafe { libc::access(c"/etc/forkguard/forkguard.toml".as_ptr(), libc::F_OK) } == 0;
+            exists.then(|| SYSTEM_CONFIG.to_string())
+        }
+    };
+    let Some(path) = path else {
+        if audit {
+            let plan = Plan::parse("(no config)", "version = 1").ok();
+            if let Some(plan) = plan {
+                if let Ok(mut rt) = runtime::build(&plan, &Program { paths: Vec::new() }, log_override, "") {
+                    rt.audit = true;
+                    activate(rt);
+                }
+            }
+        }
+        return;
+    };
+
+    // SAFETY: getuid cannot fail.
+    let real_uid = unsafe { libc::getuid() };
+    let trust = if secure { Trust::RootOnly { real_uid } } else { Trust::User { real_uid } };
+    let loaded = match load::read_config(&path, trust) {
+        Ok(l) => l,
+        Err(e) => return fail(&e, OnError::Warn, &log_override),
+    };
+    let plan = match load::plan(&path, &loaded) {
+        Ok(p) => p,
+        Err(e) => return fail(&e, load::sniff_on_error(&loaded.text), &log_override),
+    };
+    let program = program(!plan.settings.programs.is_empty() || plan.actions.iter().any(|a| !a.programs.is_empty()));
+    if !program.matches_any(&plan.settings.programs) {
+        return;
+    }
+    match runtime::build(&plan, &program, log_override.clone(), &loaded.text) {
+        Ok(mut rt) => {
+            rt.audit = audit;
+            if !rt.audit && rt.actions.is_empty() && rt.child.is_none() && rt.handshake_ms == 0 {
+                // Nothing to do at any fork: stay a pure pass-through, but
+                // still log forks if asked to.
+                if matches!(rt.log, runtime::LogTarget::Off) {
+                    return;
+                }
+            }
+            activate(rt);
+        }
+        Err(mut e) => {
+            if !loaded.may_show {
+                e.msg = "invalid config (details hidden: you cannot read this file)".into();
+            }
+            fail(&e, plan.settings.on_error, &log_override)
+        }
+    }
+}
+
+fn activate(rt: Runtime) {
+    runtime::install(rt);
+    crate::engine::register_atfork();
+}
+
+/// The executable's names: the path it was started with (AT_EXECFN), and
+/// the resolved /proc/self/exe when patterns need it.
+fn program(need_exe: bool) -> Program {
+    let mut paths = Vec::new();
+    // SAFETY: getauxval has no preconditions; AT_EXECFN is a C string or 0.
+    let execfn = unsafe { libc::getauxval(libc::AT_EXECFN) } as *const libc::c_char;
+    if !execfn.is_null() {
+        // SAFETY: the kernel put a NUL-terminated string there.
+        paths.push(unsafe { CStr::from_ptr(execfn) }.to_string_lossy().into_owned());
+    }
+    if need_exe {
+        if let Ok(p) = std::fs::read_link("/proc/self/exe") {
+            let p = p.to_string_lossy().into_owned();
+            if !paths.contains(&p) {
+                paths.push(p);
+            }
+        }
+    }
+    Program { paths }
+}
+
+/// Report a config problem once, then let `on_error` decide.
+fn fail(e: &ConfigError, on_error: OnError, log: &Option<LogDest>) {
+    report(e, log.as_ref());
+    if on_error == OnError::Abort {
+        // SAFETY: _exit ends the process at once; nothing of ours is pending.
+        unsafe { libc::_exit(70) };
+    }
+}
+
+/// `forkguard: FILE:LINE:COL: message` on stderr, and as an `error` event in
+/// the log file when `FORKGUARD_LOG` names one.
+fn report(e: &ConfigError, log: Option<&LogDest>) {
+    let line = format!("{e}\n");
+    sys::write_all(2, line.as_bytes());
+    if let Some(LogDest::File(p)) = log {
+        let mut path = p.clone().into_bytes();
+        path.push(0);
+        let mut ev = format!("forkguard[{}] error: ", std::process::id());
+        ev.push_str(line.strip_prefix("forkguard: ").unwrap_or(&line));
+        sys::append_to(&path, ev.as_bytes());
+    }
+}

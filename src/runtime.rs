@@ -1,0 +1,220 @@
+//! The runtime plan: a validated config turned, once at load, into what the
+//! phases need: resolved addresses, prepared labels and paths, the log
+//! target. After it is built it is never changed, except for symbol
+//! addresses re-resolved in the parent (atomics, see `symbols`).
+
+use crate::symbols::{Missing, Sym};
+use forkguard_core::plan::{ActionKind, ChildSettings, LogDest, LogFormat, Phase, Plan, VforkPolicy};
+use forkguard_core::ConfigError;
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+
+/// The active runtime, or null: every hook passes straight through.
+static RUNTIME: AtomicPtr<Runtime> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The installed runtime, if any. Async-signal-safe (one atomic load).
+pub fn get() -> Option<&'static Runtime> {
+    let p = RUNTIME.load(Ordering::Acquire);
+    // SAFETY: a non-null pointer comes from `install`, which leaks the Box:
+    // the Runtime lives (unchanged) until the process ends.
+    unsafe { p.as_ref() }
+}
+
+/// Make `rt` the runtime for the rest of the process (called once, at load).
+pub fn install(rt: Runtime) -> &'static Runtime {
+    let rt: &'static mut Runtime = Box::leak(Box::new(rt));
+    RUNTIME.store(rt, Ordering::Release);
+    rt
+}
+
+/// Where log lines go.
+pub enum LogTarget {
+    Off,
+    Stderr,
+    /// A NUL-terminated path, opened for each line (see `sys::append_to`).
+    File(Vec<u8>),
+}
+
+pub struct Runtime {
+    pub log: LogTarget,
+    pub json: bool,
+    pub vfork_as_fork: bool,
+    pub handshake_ms: u32,
+    /// Lock, call, zero and fd actions in declaration order.
+    pub actions: Vec<RtAction>,
+    pub child: Option<ChildPlan>,
+    /// Report hazards at each fork and change nothing (`forkguard audit`).
+    pub audit: bool,
+    /// The `config` event (after its pid), written once, before the first
+    /// fork's line.
+    pub banner: Vec<u8>,
+    pub banner_done: AtomicBool,
+    /// Some actions name symbols: check for newly loaded objects at prepare.
+    pub has_symbols: bool,
+}
+
+/// One action, with a label for messages (`call foo`, `lock g_lock`).
+pub struct RtAction {
+    pub label: Vec<u8>,
+    pub kind: RtKind,
+}
+
+pub enum RtKind {
+    Call { phase: Phase, sym: Sym },
+}
+
+/// `[child]`, prepared: nothing is formatted or looked up in the child.
+pub struct ChildPlan {
+    pub parent_death_signal: i32,
+    pub reset_signal_mask: bool,
+    pub reset_signal_handlers: bool,
+    pub new_session: bool,
+    /// The decimal text to write to /proc/self/oom_score_adj, if set.
+    pub oom_score_adj: Option<Vec<u8>>,
+    /// NUL-terminated, at most 16 bytes.
+    pub name: Option<[u8; 16]>,
+}
+
+impl ChildPlan {
+    fn new(c: &ChildSettings) -> ChildPlan {
+        ChildPlan {
+            parent_death_signal: c.parent_death_signal.unwrap_or(0),
+            reset_signal_mask: c.reset_signal_mask,
+            reset_signal_handlers: c.reset_signal_handlers,
+            new_session: c.new_session,
+            oom_score_adj: c.oom_score_adj.map(|v| v.to_string().into_bytes()),
+            name: c.name.as_ref().map(|n| {
+                let mut b = [0u8; 16];
+                for (d, s) in b.iter_mut().zip(n.bytes().take(15)) {
+                    *d = s;
+                }
+                b
+            }),
+        }
+    }
+
+    /// How many settings the child phase applies (each counts as an action).
+    pub fn count(&self) -> usize {
+        usize::from(self.parent_death_signal != 0)
+            + usize::from(self.reset_signal_mask)
+            + usize::from(self.reset_signal_handlers)
+            + usize::from(self.new_session)
+            + usize::from(self.oom_score_adj.is_some())
+            + usize::from(self.name.is_some())
+    }
+}
+
+/// What the process is: the names `programs` globs are matched against.
+pub struct Program {
+    /// The path given to execve (AT_EXECFN) and the resolved /proc/self/exe.
+    pub paths: Vec<String>,
+}
+
+impl Program {
+    pub fn matches_any(&self, globs: &[String]) -> bool {
+        globs.is_empty()
+            || globs.iter().any(|g| {
+                self.paths.iter().any(|p| {
+                    let base = p.rsplit('/').next().unwrap_or(p);
+                    forkguard_core::glob::matches(g.as_bytes(), p.as_bytes())
+                        || forkguard_core::glob::matches(g.as_bytes(), base.as_bytes())
+                })
+            })
+    }
+}
+
+/// Turn a plan into a runtime for this program, resolving every symbol.
+/// The first problem rejects the whole plan (`None` actions are never half
+/// applied). `log_override` is `FORKGUARD_LOG`.
+pub fn build(plan: &Plan, program: &Program, log_override: Option<LogDest>, text: &str) -> Result<Runtime, ConfigError> {
+    let err = |loc: forkguard_core::plan::Loc, msg: String| ConfigError {
+        file: plan.file.clone(),
+        line: loc.line,
+        col: loc.col,
+        msg,
+    };
+    let _ = text;
+    let generation = crate::symbols::generation();
+    let mut actions = Vec::new();
+    for a in &plan.actions {
+        if !program.matches_any(&a.programs) {
+            continue;
+        }
+        let kind = match &a.kind {
+            ActionKind::Call(c) => {
+                let sym = Sym::new(&c.symbol);
+                match sym.resolve(generation) {
+                    Ok(_) | Err(Missing::LibNotLoaded) => {}
+                    Err(Missing::NoSuchSymbol) if c.symbol.optional => {}
+                    Err(Missing::NoSuchSymbol) => {
+                        return Err(err(c.symbol.loc, format!("unknown symbol {:?} (set optional = true if it may be missing)", c.symbol.to_string())));
+                    }
+                }
+                RtKind::Call { phase: c.phase, sym }
+            }
+            ActionKind::Lock(_) | ActionKind::Zero(_) | ActionKind::Fd(_) => {
+                let what = match &a.kind {
+                    ActionKind::Lock(_) => "[[lock]]",
+                    ActionKind::Zero(_) => "[[zero]]",
+                    _ => "[[fd]]",
+                };
+                return Err(err(a.loc, format!("{what} actions are not supported by this build of forkguard")));
+            }
+        };
+        let label = match &kind {
+            RtKind::Call { sym, .. } => format!("call {}", sym.spec),
+        };
+        actions.push(RtAction { label: label.into_bytes(), kind });
+    }
+    let has_symbols = actions.iter().any(|a| matches!(a.kind, RtKind::Call { .. }));
+    let settings = &plan.settings;
+    let log = match log_override.unwrap_or_else(|| settings.log.clone()) {
+        LogDest::Off => LogTarget::Off,
+        LogDest::Stderr => LogTarget::Stderr,
+        LogDest::File(p) => {
+            let mut v = p.into_bytes();
+            v.push(0);
+            LogTarget::File(v)
+        }
+    };
+    let child = plan.child.as_ref().filter(|c| !c.is_empty()).map(ChildPlan::new);
+    let n = actions.len() + child.as_ref().map_or(0, |c| c.count());
+    let json = settings.log_format == LogFormat::Json;
+    let prog = program.paths.first().map_or("?", |s| s.as_str());
+    // The part after the pid: the pid itself is written when the line is.
+    let banner = if json {
+        let mut b = String::from(",\"event\":\"config\",\"file\":");
+        json_string(&mut b, &plan.file);
+        b.push_str(&format!(",\"actions\":{n},\"program\":"));
+        json_string(&mut b, prog);
+        b.push('}');
+        b
+    } else {
+        format!(" config {}: {n} actions for {prog}", plan.file)
+    };
+    Ok(Runtime {
+        log,
+        json,
+        vfork_as_fork: settings.vfork == VforkPolicy::Fork,
+        handshake_ms: settings.handshake_timeout_ms,
+        actions,
+        child,
+        audit: false,
+        banner: banner.into_bytes(),
+        banner_done: AtomicBool::new(false),
+        has_symbols,
+    })
+}
+
+/// Append `s` as a JSON string literal.
+pub fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
