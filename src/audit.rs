@@ -53,6 +53,8 @@ pub fn report(rt: &Runtime, via: Via) {
         if !any {
             line.str(" none");
         }
+        crate::lock::audit(rt, &mut line);
+        crate::fd::audit(rt, &mut line);
     }
     let bytes = line.end_line();
     match &rt.log {

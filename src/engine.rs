@@ -114,6 +114,8 @@ pub struct ForkState {
     t0: u64,
     prepare_ns: u64,
     pub prepare: Tally,
+    /// Per-action scratch: lock actions record here what prepare did.
+    pub scratch: [u8; MAX_ACTIONS],
     /// Shared page for `handshake_timeout_ms` (null when off).
     handshake: *mut AtomicU32,
 }
@@ -129,6 +131,7 @@ impl ForkState {
             t0: 0,
             prepare_ns: 0,
             prepare: Tally::new(),
+            scratch: [0; MAX_ACTIONS],
             handshake: core::ptr::null_mut(),
         }
     }
@@ -163,9 +166,15 @@ pub unsafe fn around(via: Via, real: impl FnOnce() -> pid_t) -> pid_t {
         _ => return real(),
     };
     let mut st = ForkState::new();
-    begin(rt, via, &mut st, HOOK);
-    let pid = real();
-    let err = sys::errno();
+    let (pid, err) = match begin(rt, via, &mut st, HOOK) {
+        // A lock with `on_timeout = "fail"` could not be taken: no process is
+        // created; the parent phase releases what prepare took.
+        Err(e) => (-1, e),
+        Ok(()) => {
+            let pid = real();
+            (pid, sys::errno())
+        }
+    };
     finish(rt, &mut st, pid, err);
     sys::set_errno(err);
     pid
@@ -183,9 +192,13 @@ pub unsafe fn around_daemon(real: impl FnOnce() -> c_int) -> c_int {
         _ => return real(),
     };
     let mut st = ForkState::new();
-    begin(rt, Via::Daemon, &mut st, HOOK);
-    let r = real();
-    let err = sys::errno();
+    let (r, err) = match begin(rt, Via::Daemon, &mut st, HOOK) {
+        Err(e) => (-1, e),
+        Ok(()) => {
+            let r = real();
+            (r, sys::errno())
+        }
+    };
     // daemon returns -1 both when its fork fails (in the parent) and when a
     // later step fails (in the child): the pid tells which process we are.
     let in_child = sys::getpid() != st.parent_pid;
@@ -195,7 +208,8 @@ pub unsafe fn around_daemon(real: impl FnOnce() -> c_int) -> c_int {
 }
 
 /// Prepare: block signals, claim the thread, run prepare actions.
-fn begin(rt: &Runtime, via: Via, st: &mut ForkState, mode: u8) {
+/// `Err(errno)` when the fork must not happen (a lock's `on_timeout = "fail"`).
+fn begin(rt: &Runtime, via: Via, st: &mut ForkState, mode: u8) -> Result<(), c_int> {
     st.old_mask = sys::block_all();
     MODE.with(|m| m.set(mode));
     st.via = via;
@@ -210,27 +224,39 @@ fn begin(rt: &Runtime, via: Via, st: &mut ForkState, mode: u8) {
     if rt.has_symbols {
         let generation = crate::symbols::generation();
         for a in &rt.actions {
-            match &a.kind {
-                RtKind::Call { sym, .. } => sym.refresh(generation),
+            if let Some(sym) = a.kind.sym() {
+                sym.refresh(generation);
             }
         }
     }
+    let mut verdict = Ok(());
     if rt.audit {
         crate::audit::report(rt, via);
     } else {
+        // Declaration order; locks nest like a stack (undone in reverse).
         for (i, a) in rt.actions.iter().enumerate() {
             match &a.kind {
                 RtKind::Call { phase: Phase::Prepare, sym } => call(sym.addr(), i, &mut st.prepare),
-                RtKind::Call { .. } => {}
+                RtKind::Lock(l) => {
+                    let mut tally = st.prepare;
+                    let r = crate::lock::prepare(l, i, &mut st.scratch, &mut tally);
+                    st.prepare = tally;
+                    if let Err(e) = r {
+                        verdict = Err(e);
+                        break;
+                    }
+                }
+                RtKind::Call { .. } | RtKind::Zero(_) | RtKind::Fd(_) => {}
             }
         }
-        if rt.handshake_ms > 0 {
+        if rt.handshake_ms > 0 && verdict.is_ok() {
             st.handshake = handshake_page();
         }
     }
     if st.timing {
         st.prepare_ns = sys::now_ns().saturating_sub(st.t0);
     }
+    verdict
 }
 
 /// Parent or child phase, by `pid`; restores the signal mask, frees the thread.
@@ -266,7 +292,8 @@ fn parent_phase(rt: &Runtime, st: &mut ForkState, pid: pid_t, err: c_int) {
         for (i, a) in rt.actions.iter().enumerate().rev() {
             match &a.kind {
                 RtKind::Call { phase: Phase::Parent, sym } => call(sym.addr(), i, &mut tally),
-                RtKind::Call { .. } => {}
+                RtKind::Lock(l) => crate::lock::parent(l, i, &st.scratch, &mut tally),
+                RtKind::Call { .. } | RtKind::Zero(_) | RtKind::Fd(_) => {}
             }
         }
     }
@@ -290,6 +317,17 @@ fn child_phase(rt: &Runtime, st: &mut ForkState) {
     let mut mask = st.old_mask;
     if !rt.audit {
         // Order of SPEC §4: locks, zero, fd actions, child settings, calls.
+        for (i, a) in rt.actions.iter().enumerate().rev() {
+            if let RtKind::Lock(l) = &a.kind {
+                crate::lock::child(l, i, &st.scratch, &mut tally);
+            }
+        }
+        for (i, a) in rt.actions.iter().enumerate() {
+            if let RtKind::Zero(z) = &a.kind {
+                crate::zero::child(z, i, &mut tally);
+            }
+        }
+        crate::fd::child(rt, &mut tally);
         if let Some(c) = &rt.child {
             crate::child::apply(c, st, &mut tally);
             if c.reset_signal_mask {
@@ -297,9 +335,8 @@ fn child_phase(rt: &Runtime, st: &mut ForkState) {
             }
         }
         for (i, a) in rt.actions.iter().enumerate().rev() {
-            match &a.kind {
-                RtKind::Call { phase: Phase::Child, sym } => call(sym.addr(), i, &mut tally),
-                RtKind::Call { .. } => {}
+            if let RtKind::Call { phase: Phase::Child, sym } = &a.kind {
+                call(sym.addr(), i, &mut tally);
             }
         }
     }
@@ -336,7 +373,9 @@ extern "C" fn atfork_prepare() {
         // re-entrantly: signals are blocked while MODE is not idle.
         let st = unsafe { &mut *c.get() };
         *st = ForkState::new();
-        begin(rt, Via::Atfork, st, FALLBACK);
+        // glibc forks whatever prepare says: a lock that cannot be taken is
+        // reported, and the fork goes on.
+        let _ = begin(rt, Via::Atfork, st, FALLBACK);
     });
     sys::set_errno(err);
 }

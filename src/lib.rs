@@ -12,12 +12,15 @@ mod audit;
 mod buf;
 mod child;
 mod engine;
+mod fd;
 mod fdinfo;
 mod hooks;
 mod init;
+mod lock;
 mod runtime;
 mod symbols;
 mod sys;
+mod zero;
 
 /// Load time: read the config and build the runtime (cheap when there is
 /// none). Code here stays within libc and forkguard's own modules.

@@ -60,6 +60,21 @@ pub struct RtAction {
 
 pub enum RtKind {
     Call { phase: Phase, sym: Sym },
+    Lock(crate::lock::LockAction),
+    Zero(crate::zero::ZeroAction),
+    Fd(crate::fd::FdAction),
+}
+
+impl RtKind {
+    /// The symbol this action needs resolved, if any.
+    pub fn sym(&self) -> Option<&Sym> {
+        match self {
+            RtKind::Call { sym, .. } => Some(sym),
+            RtKind::Lock(l) => Some(&l.sym),
+            RtKind::Zero(z) => Some(&z.sym),
+            RtKind::Fd(_) => None,
+        }
+    }
 }
 
 /// `[child]`, prepared: nothing is formatted or looked up in the child.
@@ -151,21 +166,19 @@ pub fn build(plan: &Plan, program: &Program, log_override: Option<LogDest>, text
                 }
                 RtKind::Call { phase: c.phase, sym }
             }
-            ActionKind::Lock(_) | ActionKind::Zero(_) | ActionKind::Fd(_) => {
-                let what = match &a.kind {
-                    ActionKind::Lock(_) => "[[lock]]",
-                    ActionKind::Zero(_) => "[[zero]]",
-                    _ => "[[fd]]",
-                };
-                return Err(err(a.loc, format!("{what} actions are not supported by this build of forkguard")));
-            }
+            ActionKind::Lock(l) => RtKind::Lock(crate::lock::build(l, generation).map_err(|(loc, m)| err(loc, m))?),
+            ActionKind::Zero(z) => RtKind::Zero(crate::zero::build(z, generation).map_err(|(loc, m)| err(loc, m))?),
+            ActionKind::Fd(f) => RtKind::Fd(crate::fd::build(f, a.loc).map_err(|(loc, m)| err(loc, m))?),
         };
         let label = match &kind {
             RtKind::Call { sym, .. } => format!("call {}", sym.spec),
+            RtKind::Lock(l) => format!("lock {}", l.sym.spec),
+            RtKind::Zero(z) => format!("zero {}", z.sym.spec),
+            RtKind::Fd(f) => crate::fd::label(f),
         };
         actions.push(RtAction { label: label.into_bytes(), kind });
     }
-    let has_symbols = actions.iter().any(|a| matches!(a.kind, RtKind::Call { .. }));
+    let has_symbols = actions.iter().any(|a| a.kind.sym().is_some());
     let settings = &plan.settings;
     let log = match log_override.unwrap_or_else(|| settings.log.clone()) {
         LogDest::Off => LogTarget::Off,
