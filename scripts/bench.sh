@@ -105,7 +105,10 @@ die() {
 
 # Notes gathered while measuring: printed in the report and at the end.
 NOTES=()
+declare -A NOTED
 note() {
+    [[ -n ${NOTED[$1]+set} ]] && return 0
+    NOTED[$1]=1
     NOTES+=("$1")
     log "note: $1"
 }
@@ -117,14 +120,24 @@ pending() { PENDING+=("**$1**: $2"); }
 MD="" # the report, written to $DOCS at the very end
 md() { MD+="$*"$'\n'; }
 
-# stats V... -> "median min max"
+# stats V... -> "median min max mad" (mad: median absolute deviation)
 stats() {
     printf '%s\n' "$@" | sort -g | awk '
+        function median(a, n,    i, j, t) {
+            for (i = 2; i <= n; i++) {
+                t = a[i]
+                for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]
+                a[j + 1] = t
+            }
+            return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+        }
         { v[NR] = $1 }
         END {
             if (NR == 0) exit 1
-            m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-            printf "%.10g %.10g %.10g\n", m, v[1], v[NR]
+            lo = v[1]; hi = v[NR]
+            m = median(v, NR)
+            for (i = 1; i <= NR; i++) d[i] = (v[i] > m) ? v[i] - m : m - v[i]
+            printf "%.10g %.10g %.10g %.10g\n", m, lo, hi, median(d, NR)
         }'
 }
 
@@ -169,8 +182,9 @@ fmt_delta() {
 fmt_f() { awk -v n="$1" -v d="${2:-1}" 'BEGIN { printf "%.*f", d, n }'; }
 # fmt_pct PART WHOLE -> +12.3%
 fmt_pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%+.1f%%", 100 * a / b }'; }
-# fmt_spread MEDIAN MIN MAX -> +-4.2% (half the range over the median)
-fmt_spread() { awk -v m="$1" -v lo="$2" -v hi="$3" 'BEGIN { if (m == 0) print "n/a"; else printf "±%.1f%%", 50 * (hi - lo) / m }'; }
+# fmt_spread MEDIAN MAD -> +-4.2% (median absolute deviation over the
+# median: one stray round, common on this VM, does not blow it up)
+fmt_spread() { awk -v m="$1" -v d="$2" 'BEGIN { if (m == 0) print "n/a"; else printf "±%.1f%%", 100 * d / m }'; }
 
 # field NAME "k=v k=v ..." -> v
 field() {
@@ -200,7 +214,7 @@ rotated() {
 ensure_tools() {
     local -a missing=()
     command -v gcc >/dev/null || missing+=(gcc)
-    [[ -e /usr/include/stdio.h ]] || missing+=(libc6-dev)
+    [[ -e /usr/include/stdio.h && -e /usr/lib/x86_64-linux-gnu/libc.a ]] || missing+=(libc6-dev)
     command -v readelf >/dev/null || missing+=(binutils)
     command -v valgrind >/dev/null || missing+=(valgrind)
     command -v gnuplot >/dev/null || missing+=(gnuplot-nox)
@@ -227,6 +241,7 @@ build_harnesses() {
     log "building C harnesses into $BUILD"
     gcc "${cflags[@]}" -rdynamic -o "$BUILD/forkloop" "$ROOT/bench/forkloop.c"
     gcc "${cflags[@]}" -o "$BUILD/spawnloop" "$ROOT/bench/spawnloop.c"
+    gcc "${cflags[@]}" -static -o "$BUILD/peakrss" "$ROOT/bench/peakrss.c"
     gcc "${cflags[@]}" -shared -fPIC -o "$BUILD/minimal_interposer.so" \
         "$ROOT/bench/minimal_interposer.c" -ldl
     gcc "${cflags[@]}" -shared -fPIC -o "$BUILD/atfork_floor.so" \
@@ -286,10 +301,16 @@ define_variants() {
     def_variant minimal "minimal C interposer" 0 "LD_PRELOAD=$BUILD/minimal_interposer.so"
     def_variant fg_noconf "forkguard, no config" 0 "LD_PRELOAD=$LIB"
     def_variant fg_empty "forkguard, empty config" 0 "LD_PRELOAD=$LIB" "FORKGUARD_CONFIG=$BUILD/empty.toml"
+    # Control: what one more environment variable costs a program's start
+    # (ld.so scans the environment, bash imports it), the same length as
+    # FORKGUARD_CONFIG=.../empty.toml.
+    def_variant plain_var "no preload, one unused variable" 0 "FGB_PAD_VARIABLE=$BUILD/empty.toml"
     for k in 1 4 16; do
-        def_variant "fg_calls$k" "forkguard, $k call actions" "$k" \
+        local s=s
+        ((k == 1)) && s=""
+        def_variant "fg_calls$k" "forkguard, $k call action$s" "$k" \
             "LD_PRELOAD=$LIB" "FORKGUARD_CONFIG=$BUILD/calls-$k.toml"
-        def_variant "atfork$k" "pthread_atfork floor, $k calls" "$k" \
+        def_variant "atfork$k" "pthread_atfork floor, $k call$s" "$k" \
             "LD_PRELOAD=$BUILD/atfork_floor.so" "FGB_ATFORK_CALLS=$k"
     done
     def_variant fg_disabled4 "forkguard, 4 calls, FORKGUARD_DISABLE=1" 0 \
@@ -318,7 +339,7 @@ show_env() {
 # The environment every measured program starts from: the caller's, without
 # anything that would change what forkguard or the floors do.
 CLEAN_ENV=(env -u LD_PRELOAD -u FORKGUARD_CONFIG -u FORKGUARD_LOG
-    -u FORKGUARD_DISABLE -u FORKGUARD_LIB -u FGB_ATFORK_CALLS)
+    -u FORKGUARD_DISABLE -u FORKGUARD_LIB -u FGB_ATFORK_CALLS -u FGB_PAD_VARIABLE)
 
 # vrun VARIANT CMD...: run CMD with the variant's environment.
 vrun() {
@@ -340,7 +361,7 @@ check_calls() {
     fi
     want=$(expected_calls "${VCALLS[$v]}")
     got_p=$(field parent_calls "$out") || got_p=0
-    got_c=$(field child_calls "$out") || got_c=?
+    got_c=$(field child_calls "$out") || got_c="?"
     got_p=$(fmt_f "$got_p" 2)
     if [[ "${got_p%.00} $got_c" != "$want" ]]; then
         note "WARNING: ${VLABEL[$v]}: forkloop saw $got_p calls per fork in the parent and $got_c in the first child, expected ${want% *} and ${want#* }: the config was not applied as written"
@@ -393,15 +414,20 @@ cg() {
 declare -A R
 
 section_startup_callgrind() {
-    local -a vs=(plain minimal fg_noconf fg_empty)
+    local -a vs=(plain plain_var minimal fg_noconf fg_empty)
     has_variant fg_real && vs+=(fg_real)
     local p v a b
     log "start-up, callgrind"
     md "## Start-up: user-space instructions (callgrind)"
     md
+    # shellcheck disable=SC2016 # Markdown backquotes, not expansions
     md 'Command: `valgrind --tool=callgrind --trace-children=yes --callgrind-out-file=/dev/null /usr/bin/env ENV PROGRAM`,'
     md 'the count of PROGRAM alone. Two runs each; "repeat" shows whether they agreed.'
     md 'The floor is the minimal C interposer: the least any preloaded fork wrapper costs.'
+    md 'The "unused variable" row is a control: a variable as long as `FORKGUARD_CONFIG=…/empty.toml`'
+    md 'costs that much with no preload at all (ld.so scans the environment; bash imports every variable),'
+    md 'so it is part of the "empty config" rows. Differences of a few hundred instructions also come from'
+    md 'the lengths of the paths in the environment.'
     md
     md "| program | preload | environment | instructions | repeat | over no preload | over the floor | overhead ÷ floor's |"
     md "|---|---|---|--:|---|--:|--:|--:|"
@@ -423,7 +449,7 @@ section_startup_callgrind() {
             if [[ $v != plain ]]; then
                 over="$(fmt_delta $((n - base))) ($(fmt_pct $((n - base)) "$base"))"
             fi
-            if [[ $v != plain && $v != minimal ]]; then
+            if [[ $v == fg_* ]]; then
                 overf=$(fmt_delta $((n - floor)))
                 ((fo > 0)) && ratio="$(fmt_f "$(calc "($n - $base) / $fo")" 1)×"
             fi
@@ -439,6 +465,7 @@ section_startup_wall() {
     local r p v out
     local -a progs=("/bin/true" "/bin/bash -c :")
     log "start-up, wall clock: $START_ROUNDS rounds x ${#vs[@]} variants x $START_SPAWNS spawns"
+    "$BUILD/spawnloop" "$START_SPAWNS" /bin/true >/dev/null # warm-up
     for ((r = 0; r < START_ROUNDS; r++)); do
         for p in "${progs[@]}"; do
             local -a cmd=()
@@ -453,7 +480,6 @@ section_startup_wall() {
                 out=$("${CLEAN_ENV[@]}" "$BUILD/spawnloop" "${eargs[@]}" \
                     "$START_SPAWNS" "${cmd[@]}")
                 R[wstart/$p/$v]+="$(field per_spawn_us "$out") "
-                R[rss/$p/$v]+="$(field maxrss_kb_median "$out") "
             done
         done
     done
@@ -462,15 +488,16 @@ section_startup_wall() {
     md
     md "Command: \`bench/spawnloop -e ENV... $START_SPAWNS PROGRAM\` (posix_spawn + wait4, one after the other),"
     md "the mean per spawn of each run; $START_ROUNDS rounds, the variants alternating (rotated order) within each round."
-    md "Median and range over the rounds; the ratios are medians of per-round ratios, each against the run made in the same round."
+    md "Median, range and spread (median absolute deviation ÷ median) over the rounds; the ratios are medians"
+    md "of per-round ratios, each against the run made in the same round."
     md
     md "| program | preload | environment | median µs/spawn | range µs | spread | vs no preload | vs minimal interposer |"
     md "|---|---|---|--:|--:|--:|--:|--:|"
     for p in "${progs[@]}"; do
         for v in "${vs[@]}"; do
-            local s med lo hi ra rf="—" rn="—"
+            local s med lo hi mad ra rf="—" rn="—"
             read -r -a s <<<"${R[wstart/$p/$v]}"
-            read -r med lo hi <<<"$(stats "${s[@]}")"
+            read -r med lo hi mad <<<"$(stats "${s[@]}")"
             R[wstart_med/$p/$v]=$med
             if [[ $v != plain ]]; then
                 read -r ra _ _ <<<"$(paired_ratio "${R[wstart/$p/$v]}" "${R[wstart/$p/plain]}")"
@@ -480,7 +507,7 @@ section_startup_wall() {
                 read -r ra _ _ <<<"$(paired_ratio "${R[wstart/$p/$v]}" "${R[wstart/$p/minimal]}")"
                 rf="$(fmt_pct "$(calc "$ra - 1")" 1)"
             fi
-            md "| \`$p\` | ${VLABEL[$v]} | \`$(show_env "$v")\` | $(fmt_f "$med" 1) | $(fmt_f "$lo" 1)–$(fmt_f "$hi" 1) | $(fmt_spread "$med" "$lo" "$hi") | $rn | $rf |"
+            md "| \`$p\` | ${VLABEL[$v]} | \`$(show_env "$v")\` | $(fmt_f "$med" 1) | $(fmt_f "$lo" 1)–$(fmt_f "$hi" 1) | $(fmt_spread "$med" "$mad") | $rn | $rf |"
         done
     done
     md
@@ -495,24 +522,37 @@ section_memory() {
     local -a vs=(plain minimal fg_noconf fg_empty)
     has_variant fg_real && vs+=(fg_real)
     local p v
+    local runs=$((QUICK ? 21 : 51)) out hwm=0
     log "memory"
     md "## Memory"
     md
-    md "Peak RSS (\`ru_maxrss\` from \`wait4\`) of the spawned programs of the start-up wall-clock runs:"
-    md "median over the rounds of each run's median."
+    md "Peak RSS: \`bench/peakrss -e ENV... $runs PROGRAM\` (fork + execve + \`wait4\`, \`ru_maxrss\`), median and range"
+    md "over the runs. The harness is static and small because the kernel counts the image a process had"
+    md "before its execve into ru_maxrss (\`/usr/bin/time\` or a dynamic harness would put its own ~1 MiB into"
+    md "every figure). File-backed pages come in by fault-around, so the address-space layout (ASLR)"
+    md "moves these figures by ±100 KiB from run to run: read them to ~100 KiB; Private_Dirty below is the"
+    md "per-process cost."
     md
-    md "| program | preload | peak RSS KiB | over no preload |"
-    md "|---|---|--:|--:|"
+    md "| program | preload | environment | peak RSS KiB (median) | range KiB | over no preload |"
+    md "|---|---|---|--:|--:|--:|"
     for p in "/bin/true" "/bin/bash -c :"; do
+        local -a cmd=()
+        read -r -a cmd <<<"$p"
         for v in "${vs[@]}"; do
-            local s med over="—"
-            read -r -a s <<<"${R[rss/$p/$v]}"
-            read -r med _ _ <<<"$(stats "${s[@]}")"
+            local -a eargs=() assign=()
+            read -r -a assign <<<"${VENV[$v]}"
+            local kv med over="—"
+            for kv in "${assign[@]}"; do eargs+=(-e "$kv"); done
+            out=$("${CLEAN_ENV[@]}" "$BUILD/peakrss" "${eargs[@]}" "$runs" "${cmd[@]}")
+            med=$(field maxrss_kb_median "$out")
             R[rss_med/$p/$v]=$med
+            hwm=$(field self_hwm_kb "$out")
             [[ $v != plain ]] && over="$(fmt_delta "$(calc "$med - ${R[rss_med/$p/plain]}")") KiB"
-            md "| \`$p\` | ${VLABEL[$v]} | $(fmt_int "$med") | $over |"
+            md "| \`$p\` | ${VLABEL[$v]} | \`$(show_env "$v")\` | $(fmt_int "$med") | $(fmt_int "$(field maxrss_kb_min "$out")")–$(fmt_int "$(field maxrss_kb_max "$out")") | $over |"
         done
     done
+    md
+    md "(The harness's own peak, the floor under these figures: $(fmt_int "$hwm") KiB.)"
     md
 
     # What the preload adds to a running process, from /proc/PID/smaps_rollup
@@ -639,6 +679,7 @@ section_perfork_callgrind() {
 wall_forks() {
     local mib=$1 n=$2 rounds=$3 r v out
     shift 3
+    "$BUILD/forkloop" "$n" "$mib" >/dev/null # warm-up
     for ((r = 0; r < rounds; r++)); do
         local -a order=()
         mapfile -t order < <(rotated "$r" "$@")
@@ -662,9 +703,9 @@ wall_fork_rows() {
     local mib=$1 v n=$2
     shift 2
     for v in "$@"; do
-        local s med lo hi rn="—" dn="—" ra
+        local s med lo hi mad rn="—" dn="—" ra
         read -r -a s <<<"${R[wfork/$mib/$v]}"
-        read -r med lo hi <<<"$(stats "${s[@]}")"
+        read -r med lo hi mad <<<"$(stats "${s[@]}")"
         R[wfork_med/$mib/$v]=$med
         R[wfork_lo/$mib/$v]=$lo
         R[wfork_hi/$mib/$v]=$hi
@@ -674,7 +715,7 @@ wall_fork_rows() {
             dn=$(fmt_f "$(calc "$med - ${R[wfork_med/$mib/plain]}")" 2)
             [[ $dn == -* ]] || dn="+$dn"
         fi
-        md "| $mib MiB | ${VLABEL[$v]} | \`$(show_env "$v") forkloop $n $mib\` | ${R[wfork_chk/$mib/$v]} | $(fmt_f "$med" 2) | $(fmt_f "$lo" 2)–$(fmt_f "$hi" 2) | $(fmt_spread "$med" "$lo" "$hi") | $rn | $dn |"
+        md "| $mib MiB | ${VLABEL[$v]} | \`$(show_env "$v") forkloop $n $mib\` | ${R[wfork_chk/$mib/$v]} | $(fmt_f "$med" 2) | $(fmt_f "$lo" 2)–$(fmt_f "$hi" 2) | $(fmt_spread "$med" "$mad") | $rn | $dn |"
     done
 }
 
@@ -693,7 +734,8 @@ section_perfork_wall() {
     md
     md "Command: \`ENV forkloop N MiB\`; forkloop times its own loop (fork, child \`_exit\`, \`waitpid\`), start-up and"
     md "allocation excluded, and prints the mean per fork. $FORK_ROUNDS rounds, variants alternating (rotated order);"
-    md "median and range over the rounds; \"vs no preload\" is the median of per-round ratios. Differences"
+    md "median, range and spread (median absolute deviation ÷ median) over the rounds; \"vs no preload\" is"
+    md "the median of per-round ratios. Differences"
     md "below the spread are noise: compare the callgrind section for small effects."
     md
     md "| resident | preload | command | calls seen | median µs/fork | range µs | spread | vs no preload | Δ µs |"

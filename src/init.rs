@@ -11,6 +11,9 @@ use std::ffi::{CStr, CString};
 
 /// Internal: set by `forkguard audit` (ignored in secure-execution mode).
 pub const ENV_AUDIT: &str = "FORKGUARD_AUDIT";
+/// Internal: set by `forkguard check --program`: resolve every symbol,
+/// print the result on stdout and exit before `main`.
+pub const ENV_CHECK: &str = "FORKGUARD_CHECK";
 
 /// An environment variable, unless the process runs in secure-execution
 /// mode (setuid, setgid, capabilities: SPEC §7), where every `FORKGUARD_*`
@@ -44,6 +47,12 @@ pub fn init() {
         return;
     }
     let audit = env(secure, ENV_AUDIT).is_some_and(|v| v == "1");
+    let check = env(secure, ENV_CHECK).is_some_and(|v| v == "1");
+    let json_env = match env(secure, forkguard_core::ENV_LOG_FORMAT).as_deref() {
+        Some("json") => Some(true),
+        Some("text") => Some(false),
+        _ => None,
+    };
     let log_env = env(secure, ENV_LOG);
     let log_override = match log_env.as_deref().map(LogDest::parse) {
         Some(Ok(d)) => Some(d),
@@ -66,7 +75,7 @@ pub fn init() {
         if audit {
             let plan = Plan::parse("(no config)", "version = 1").ok();
             if let Some(plan) = plan {
-                if let Ok(mut rt) = runtime::build(&plan, &Program { paths: Vec::new() }, log_override, "") {
+                if let Ok(mut rt) = runtime::build(&plan, &Program { paths: Vec::new() }, log_override, json_env) {
                     rt.audit = true;
                     activate(rt);
                 }
@@ -80,17 +89,20 @@ pub fn init() {
     let trust = if secure { Trust::RootOnly { real_uid } } else { Trust::User { real_uid } };
     let loaded = match load::read_config(&path, trust) {
         Ok(l) => l,
-        Err(e) => return fail(&e, OnError::Warn, &log_override),
+        Err(e) => return fail(&e, if check { OnError::Abort } else { OnError::Warn }, &log_override),
     };
     let plan = match load::plan(&path, &loaded) {
         Ok(p) => p,
-        Err(e) => return fail(&e, load::sniff_on_error(&loaded.text), &log_override),
+        Err(e) => return fail(&e, if check { OnError::Abort } else { load::sniff_on_error(&loaded.text) }, &log_override),
     };
+    if check {
+        check_symbols(&plan);
+    }
     let program = program(!plan.settings.programs.is_empty() || plan.actions.iter().any(|a| !a.programs.is_empty()));
     if !program.matches_any(&plan.settings.programs) {
         return;
     }
-    match runtime::build(&plan, &program, log_override.clone(), &loaded.text) {
+    match runtime::build(&plan, &program, log_override.clone(), json_env) {
         Ok(mut rt) => {
             rt.audit = audit;
             if !rt.audit && rt.actions.is_empty() && rt.child.is_none() && rt.handshake_ms == 0 {
@@ -157,5 +169,65 @@ fn report(e: &ConfigError, log: Option<&LogDest>) {
         let mut ev = format!("forkguard[{}] error: ", std::process::id());
         ev.push_str(line.strip_prefix("forkguard: ").unwrap_or(&line));
         sys::append_to(&path, ev.as_bytes());
+    }
+}
+
+/// `forkguard check --program`: resolve each symbol action on its own, the
+/// same way the runtime does, print one `forkguard-check:` line for each,
+/// and exit (0 when every required symbol resolved) before `main`.
+fn check_symbols(plan: &Plan) -> ! {
+    let mut out = String::new();
+    let mut missing = 0;
+    for a in &plan.actions {
+        let Some(sym) = a.kind.symbol() else { continue };
+        let one = Plan { actions: vec![a.clone()], child: None, ..plan.clone() };
+        let what = match &a.kind {
+            forkguard_core::plan::ActionKind::Lock(_) => "lock",
+            forkguard_core::plan::ActionKind::Zero(_) => "zero",
+            _ => "call",
+        };
+        let everyone = Program { paths: Vec::new() };
+        let one = Plan { actions: one.actions.into_iter().map(|mut a| { a.programs.clear(); a }).collect(), ..one };
+        match runtime::build(&one, &everyone, Some(LogDest::Off), None) {
+            Ok(rt) => {
+                let addr = rt.actions.first().and_then(|a| a.kind.sym()).map_or(0, |s| s.addr());
+                if addr == 0 {
+                    let why = if sym.lib.is_some() { "library not loaded at start" } else { "not found" };
+                    out.push_str(&format!("forkguard-check: missing  {what} {sym}: {why}{}\n", if sym.optional { " (optional)" } else { "" }));
+                    if !sym.optional && sym.lib.is_none() {
+                        missing += 1;
+                    }
+                } else {
+                    let (obj, how) = where_is(addr, &sym.name);
+                    out.push_str(&format!("forkguard-check: resolved {what} {sym} in {obj} ({how})\n"));
+                }
+            }
+            Err(e) => {
+                missing += 1;
+                out.push_str(&format!("forkguard-check: missing  {what} {sym}: {}\n", e.msg));
+            }
+        }
+    }
+    out.push_str(&format!("forkguard-check: {} symbol(s) checked, {missing} missing\n", plan.actions.iter().filter(|a| a.kind.symbol().is_some()).count()));
+    sys::write_all(1, out.as_bytes());
+    // SAFETY: ends the process before main, as the check mode promises.
+    unsafe { libc::_exit(if missing == 0 { 0 } else { 1 }) }
+}
+
+/// The object holding `addr`, and whether `name` is in its dynamic symbol
+/// table (dladdr only knows those) or came from the static one.
+fn where_is(addr: usize, name: &str) -> (String, &'static str) {
+    // SAFETY: dladdr only reads the loader's tables; info is an out-parameter.
+    unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        if libc::dladdr(addr as *const libc::c_void, &mut info) == 0 || info.dli_fname.is_null() {
+            return ("?".into(), "unknown");
+        }
+        let obj = CStr::from_ptr(info.dli_fname).to_string_lossy().into_owned();
+        let obj = if obj.is_empty() { "the program".to_string() } else { obj };
+        let dynamic = !info.dli_sname.is_null()
+            && CStr::from_ptr(info.dli_sname).to_bytes() == name.as_bytes()
+            && info.dli_saddr as usize == addr;
+        (obj, if dynamic { "dynamic symbol" } else { "static symbol table" })
     }
 }

@@ -140,14 +140,19 @@ impl Program {
 /// Turn a plan into a runtime for this program, resolving every symbol.
 /// The first problem rejects the whole plan (`None` actions are never half
 /// applied). `log_override` is `FORKGUARD_LOG`.
-pub fn build(plan: &Plan, program: &Program, log_override: Option<LogDest>, text: &str) -> Result<Runtime, ConfigError> {
+/// `json_override` is `FORKGUARD_LOG_FORMAT`.
+pub fn build(
+    plan: &Plan,
+    program: &Program,
+    log_override: Option<LogDest>,
+    json_override: Option<bool>,
+) -> Result<Runtime, ConfigError> {
     let err = |loc: forkguard_core::plan::Loc, msg: String| ConfigError {
         file: plan.file.clone(),
         line: loc.line,
         col: loc.col,
         msg,
     };
-    let _ = text;
     let generation = crate::symbols::generation();
     let mut actions = Vec::new();
     for a in &plan.actions {
@@ -191,7 +196,7 @@ pub fn build(plan: &Plan, program: &Program, log_override: Option<LogDest>, text
     };
     let child = plan.child.as_ref().filter(|c| !c.is_empty()).map(ChildPlan::new);
     let n = actions.len() + child.as_ref().map_or(0, |c| c.count());
-    let json = settings.log_format == LogFormat::Json;
+    let json = json_override.unwrap_or(settings.log_format == LogFormat::Json);
     let prog = program.paths.first().map_or("?", |s| s.as_str());
     // The part after the pid: the pid itself is written when the line is.
     let banner = if json {

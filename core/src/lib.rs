@@ -20,3 +20,5 @@ pub const ENV_LOG: &str = "FORKGUARD_LOG";
 pub const ENV_DISABLE: &str = "FORKGUARD_DISABLE";
 /// The system-wide config, the only one read in secure-execution mode.
 pub const SYSTEM_CONFIG: &str = "/etc/forkguard/forkguard.toml";
+/// Overrides `log_format` (set by `forkguard run --format`).
+pub const ENV_LOG_FORMAT: &str = "FORKGUARD_LOG_FORMAT";

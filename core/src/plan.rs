@@ -202,10 +202,13 @@ impl Endpoint {
         let host = match host {
             "*" => None,
             "localhost" => Some(IpAddr::from([127, 0, 0, 1])),
-            h => {
-                let h = h.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(h);
-                Some(h.parse::<IpAddr>().map_err(|_| bad())?)
-            }
+            h => match h.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+                // `[::1]:80`: brackets hold an IPv6 address, nothing else.
+                Some(v6) => Some(IpAddr::V6(v6.parse().map_err(|_| bad())?)),
+                // `::1:80` is ambiguous: IPv6 needs its brackets.
+                None if h.contains(':') => return Err(format!("write an IPv6 address in brackets: \"[{h}]:{port}\"")),
+                None => Some(IpAddr::V4(h.parse().map_err(|_| bad())?)),
+            },
         };
         Ok(Endpoint { host, port })
     }
@@ -478,6 +481,17 @@ fn fd(cx: &Ctx, f: Spanned<RawFd>) -> Result<Action, ConfigError> {
     {
         return Err(cx.err(sel_span, "peer/local select sockets, but kind is not \"socket\" or \"listen\""));
     }
+    if select.peer.is_some() && select.kind == Some(FdKind::Listen) {
+        return Err(cx.err(sel_span, "a listening socket has no peer: use local = \"host:port\" with kind = \"listen\""));
+    }
+    if let Some(from) = select.from {
+        if !select.fds.is_empty() && select.fds.iter().all(|&n| n < from) {
+            return Err(cx.err(sel_span, format!("fd/fds and from = {from} together select nothing (every fd named is below {from})")));
+        }
+    }
+    if !select.fds.is_empty() && select.fds.iter().all(|n| select.except.contains(n)) {
+        return Err(cx.err(sel_span, "every fd named in fd/fds is also in except: the selector matches nothing"));
+    }
 
     let action = *f.action.get_ref();
     let aspan = f.action.span();
@@ -582,3 +596,7 @@ fn child(cx: &Ctx, c: Spanned<RawChild>) -> Result<ChildSettings, ConfigError> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+#[path = "plan_fd_tests.rs"]
+mod fd_tests;

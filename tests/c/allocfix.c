@@ -6,6 +6,9 @@
  * The child prints "child_allocs=N" (N allocation calls since alloccount's
  * atfork snapshot); the parent prints "child-status=S".
  *
+ * For fd actions it holds, at fixed numbers: 60, 61, 62, 65 /dev/null,
+ * 63 an eventfd, 64 one end of a unix socket pair.
+ *
  * fgt_child_strdup is a child-phase call that allocates: the check must
  * see it. */
 #define _GNU_SOURCE
@@ -14,6 +17,8 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 char *volatile fgt_leak;
@@ -28,6 +33,14 @@ long fgt_zero_me[4] = {1, 2, 3, 4};
 pthread_mutex_t fgt_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int idle_pipe[2];
+
+static int place(int fd, int at)
+{
+    if (fd < 0 || dup2(fd, at) != at)
+        return -1;
+    close(fd);
+    return 0;
+}
 
 static void *idle(void *arg)
 {
@@ -48,6 +61,13 @@ int main(void)
     }
     fgt_trace_open();
     setvbuf(stdout, NULL, _IONBF, 0);
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) != 0)
+        return 2;
+    if (place(open("/dev/null", O_RDWR), 60) || place(open("/dev/null", O_RDWR), 61) ||
+        place(open("/dev/null", O_RDWR), 62) || place(eventfd(0, 0), 63) ||
+        place(sp[0], 64) || place(open("/dev/null", O_RDWR), 65))
+        return 2;
     pthread_t th;
     if (pipe(idle_pipe) != 0 || pthread_create(&th, NULL, idle, NULL) != 0)
         return 2;

@@ -1,0 +1,212 @@
+//! Each way of duplicating a process gets the phases SPEC §1 promises, exactly
+//! once, and the caller sees the real call's result.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+/// Config: the three trace calls, text log to `fg.log`, plus `extra` settings.
+fn setup(s: &Scratch, extra_settings: &str, extra: &str) -> std::path::PathBuf {
+    let text = format!("{}{}{extra}", header(&s.path("fg.log"), extra_settings), trace_calls());
+    s.config("fg.toml", &text)
+}
+
+/// The one `Fork` line of the log, checked against pid/child/via.
+fn one_fork_line(log: &Log, pid: i64, child: i64, via: &str) -> LogLine {
+    log.assert_all_parse();
+    let forks = log.forks();
+    assert_eq!(forks.len(), 1, "expected one fork line:\n{}", log.raw);
+    let l = forks[0].clone();
+    let LogLine::Fork { pid: p, child: c, via: v, .. } = &l else { unreachable!() };
+    assert_eq!((*p, *c, v.as_str()), (pid, child, via), "fork line:\n{}", log.raw);
+    l
+}
+
+fn one_child_line(log: &Log, pid: i64, parent: i64) -> PhaseSummary {
+    let children = log.children();
+    assert_eq!(children.len(), 1, "expected one child line:\n{}", log.raw);
+    let LogLine::Child { pid: p, parent: pp, summary } = children[0] else { unreachable!() };
+    assert_eq!((*p, *pp), (pid, parent), "child line:\n{}", log.raw);
+    summary.clone()
+}
+
+fn assert_phase(line: &LogLine, name: &str, ok: u32, failed: u32) {
+    let p = phase(line, name).unwrap_or_else(|| panic!("no {name} phase in {line:?}"));
+    assert_eq!((p.ok, p.failed), (ok, failed), "{name} phase of {line:?}");
+}
+
+/// Checks of a successful fork-like call through the fixture `forker MODE`:
+/// each phase exactly once, in the right process, in the right order, and
+/// the caller's errno and signal mask as before. Returns (parent, child).
+fn check_plain_fork(s: &Scratch, via: &str, mode: &str) -> (i64, i64) {
+    let cfg = setup(s, "", "");
+    let out = run(s, fixture_cmd(s, "forker", &[mode], &cfg), TIMEOUT);
+    out.assert_success();
+    let t = s.trace();
+    let parent = t.one("main-before").pid();
+    let pm = t.one("parent-main");
+    let child = pm.nums[1];
+    assert!(child > 0, "fork failed:\n{}", t.raw);
+    let cm = t.one("child-main");
+    assert_eq!(cm.nums[..2], [child, parent], "child-main line:\n{}", t.raw);
+
+    assert_eq!(t.one("prepare").pid(), parent, "prepare ran in the wrong process:\n{}", t.raw);
+    assert_eq!(t.one("parent").pid(), parent, "parent phase ran in the wrong process:\n{}", t.raw);
+    assert_eq!(t.one("child").pid(), child, "child phase ran in the wrong process:\n{}", t.raw);
+
+    let idx = |w: &str, pid| t.index_of(w, pid).unwrap_or_else(|| panic!("no {w} {pid}:\n{}", t.raw));
+    assert!(idx("prepare", parent) < idx("parent", parent), "prepare after parent:\n{}", t.raw);
+    assert!(idx("parent", parent) < idx("parent-main", parent), "parent phase after fork returned:\n{}", t.raw);
+    assert!(idx("prepare", parent) < idx("child", child), "child phase before prepare:\n{}", t.raw);
+    assert!(idx("child", child) < idx("child-main", child), "child phase after fork returned:\n{}", t.raw);
+
+    assert_eq!(pm.nums[2], 1, "errno changed in the parent across {mode}:\n{}", t.raw);
+    assert_eq!(cm.nums[2], 1, "errno changed in the child across {mode}:\n{}", t.raw);
+    assert_eq!(pm.nums[3], 1, "caller's signal mask not restored in the parent:\n{}", t.raw);
+    assert_eq!(cm.nums[3], 1, "caller's signal mask not restored in the child:\n{}", t.raw);
+
+    let log = Log::read(&s.path("fg.log"));
+    let line = one_fork_line(&log, parent, child, via);
+    assert_phase(&line, "prepare", 1, 0);
+    assert_phase(&line, "parent", 1, 0);
+    let c = one_child_line(&log, child, parent);
+    assert_eq!((c.ok, c.failed), (1, 0), "child summary:\n{}", log.raw);
+    (parent, child)
+}
+
+#[test]
+fn fork_runs_each_phase_once() {
+    let s = Scratch::new("fork");
+    check_plain_fork(&s, "fork", "fork");
+}
+
+#[test]
+fn forkpty_runs_each_phase_once() {
+    let s = Scratch::new("forkpty");
+    check_plain_fork(&s, "forkpty", "forkpty");
+}
+
+#[test]
+fn direct_dunder_fork_is_caught_by_atfork_fallback() {
+    let s = Scratch::new("dunderfork");
+    check_plain_fork(&s, "atfork", "__fork");
+}
+
+#[test]
+fn errno_clobbered_in_phases_does_not_reach_caller_and_signals_are_blocked() {
+    let s = Scratch::new("errno");
+    let text = format!(
+        "{}{}",
+        header(&s.path("fg.log"), ""),
+        calls(&[
+            ("prepare", "fgt_clobber"),
+            ("prepare", "fgt_probe_mask"),
+            ("parent", "fgt_clobber"),
+            ("parent", "fgt_probe_mask"),
+            ("child", "fgt_clobber"),
+            ("child", "fgt_probe_mask"),
+        ])
+    );
+    let cfg = s.config("fg.toml", &text);
+    run(&s, fixture_cmd(&s, "forker", &["fork"], &cfg), TIMEOUT).assert_success();
+    let t = s.trace();
+    assert_eq!(t.one("parent-main").nums[2], 1, "a phase's errno reached the parent:\n{}", t.raw);
+    assert_eq!(t.one("child-main").nums[2], 1, "a phase's errno reached the child:\n{}", t.raw);
+    assert_eq!(t.one("parent-main").nums[3], 1, "parent's signal mask not restored:\n{}", t.raw);
+    assert_eq!(t.one("child-main").nums[3], 1, "child's signal mask not restored:\n{}", t.raw);
+    let masks = t.with("mask");
+    assert_eq!(masks.len(), 3, "one mask probe per phase:\n{}", t.raw);
+    for m in masks {
+        assert_eq!(m.nums[1..], [1, 1, 1, 1], "INT TERM USR1 CHLD should be blocked during a phase:\n{}", t.raw);
+    }
+}
+
+#[test]
+fn daemon_runs_prepare_and_child_only() {
+    let s = Scratch::new("daemon");
+    let cfg = setup(&s, "", "");
+    let out = run(&s, fixture_cmd(&s, "forker", &["daemon"], &cfg), TIMEOUT);
+    out.assert_success();
+    let done = wait_until(Duration::from_secs(20), || s.trace().count("daemon-done") > 0);
+    assert!(done, "the daemon never reported:\n{}", s.trace().raw);
+    let t = s.trace();
+    let parent = t.one("main-before").pid();
+    let daemon = t.one("daemon-child").pid();
+    assert_ne!(parent, daemon);
+    assert_eq!(t.one("prepare").pid(), parent, "prepare:\n{}", t.raw);
+    assert_eq!(t.count("parent"), 0, "daemon has no parent phase:\n{}", t.raw);
+    assert_eq!(t.one("child").pid(), daemon, "child phase must run in the daemon:\n{}", t.raw);
+    assert!(t.index_of("child", daemon) < t.index_of("daemon-child", daemon));
+
+    let log = Log::read(&s.path("fg.log"));
+    log.assert_all_parse();
+    let c = one_child_line(&log, daemon, parent);
+    assert_eq!((c.ok, c.failed), (1, 0), "child summary:\n{}", log.raw);
+    for f in log.forks() {
+        let LogLine::Fork { via, .. } = f else { unreachable!() };
+        assert_eq!(via, "daemon", "daemon's fork logged with the wrong via:\n{}", log.raw);
+    }
+}
+
+#[test]
+fn vfork_passthrough_runs_no_phase() {
+    let s = Scratch::new("vforkpass");
+    let cfg = setup(&s, "", "");
+    run(&s, fixture_cmd(&s, "forker", &["vfork"], &cfg), TIMEOUT).assert_success();
+    let t = s.trace();
+    assert!(t.one("parent-main").nums[1] > 0, "vfork failed:\n{}", t.raw);
+    for w in ["prepare", "parent", "child"] {
+        assert_eq!(t.count(w), 0, "vfork passthrough ran a {w} phase:\n{}", t.raw);
+    }
+    let log = Log::read(&s.path("fg.log"));
+    assert!(log.children().is_empty(), "child phase logged for a passthrough vfork:\n{}", log.raw);
+}
+
+#[test]
+fn vfork_as_fork_runs_all_phases() {
+    let s = Scratch::new("vforkfork");
+    let cfg = setup(&s, "vfork = \"fork\"", "");
+    run(&s, fixture_cmd(&s, "forker", &["vfork"], &cfg), TIMEOUT).assert_success();
+    let t = s.trace();
+    let parent = t.one("main-before").pid();
+    let child = t.one("parent-main").nums[1];
+    assert!(child > 0, "vfork failed:\n{}", t.raw);
+    assert_eq!(t.one("prepare").pid(), parent, "prepare:\n{}", t.raw);
+    assert_eq!(t.one("parent").pid(), parent, "parent:\n{}", t.raw);
+    assert_eq!(t.one("child").pid(), child, "child:\n{}", t.raw);
+    let log = Log::read(&s.path("fg.log"));
+    let line = one_fork_line(&log, parent, child, "vfork");
+    assert_phase(&line, "prepare", 1, 0);
+    assert_phase(&line, "parent", 1, 0);
+    one_child_line(&log, child, parent);
+}
+
+#[test]
+fn failed_fork_keeps_errno_and_still_runs_parent_phase() {
+    let s = Scratch::new("forkfail");
+    let cfg = setup(&s, "", "");
+    let out = run(&s, fixture_cmd(&s, "forker", &["fail"], &cfg), TIMEOUT);
+    out.assert_success();
+    assert!(out.stdout.contains("fork=-1 errno=11"), "fork did not fail with EAGAIN:\n{}", out.dump());
+    let t = s.trace();
+    let parent = t.one("main-before").pid();
+    let failed = t.one("fork-failed");
+    assert_eq!(failed.nums[1..], [-1, libc::EAGAIN as i64, 1], "fork result, errno, mask:\n{}", t.raw);
+    assert_eq!(t.one("prepare").pid(), parent, "prepare:\n{}", t.raw);
+    assert_eq!(t.one("parent").pid(), parent, "parent phase must run when fork fails:\n{}", t.raw);
+    assert_eq!(t.count("child"), 0, "no child phase without a child:\n{}", t.raw);
+    assert!(t.index_of("parent", parent) < t.index_of("fork-failed", parent));
+
+    let log = Log::read(&s.path("fg.log"));
+    let line = one_fork_line(&log, parent, -1, "fork");
+    let LogLine::Fork { errno, .. } = &line else { unreachable!() };
+    assert_eq!(errno.as_deref(), Some("EAGAIN"), "failed fork line:\n{}", log.raw);
+    assert!(
+        log.raw.contains("fork -> -1 (EAGAIN) via fork: "),
+        "failed fork line should read `fork -> -1 (EAGAIN) via fork: ...`:\n{}",
+        log.raw
+    );
+    assert_phase(&line, "parent", 1, 0);
+    assert!(log.children().is_empty());
+}
