@@ -28,15 +28,13 @@ fn check(t: &mut Tally, n: u16, ok: bool) {
 /// restores the mask at the very end. Async-signal-safe.
 pub fn apply(c: &ChildPlan, st: &ForkState, t: &mut Tally) {
     if c.parent_death_signal != 0 && st.via != Via::Daemon {
-        // SAFETY: prctl with integer arguments only.
-        let ok = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, c.parent_death_signal as libc::c_ulong, 0, 0, 0) } == 0;
+        let ok = sys::prctl(libc::PR_SET_PDEATHSIG, c.parent_death_signal as usize) == 0;
         // Close the race: if the parent died before prctl, the kernel will
         // never send the signal, so send it now (it is delivered when the
         // caller's mask is restored). A daemon's parent exits by design, so
         // the setting does not apply to `daemon`.
         if ok && sys::getppid() != st.parent_pid {
-            // SAFETY: kill on our own pid with a valid signal number.
-            unsafe { libc::kill(sys::getpid(), c.parent_death_signal) };
+            sys::kill(sys::getpid(), c.parent_death_signal);
         }
         check(t, 0, ok);
     }
@@ -47,16 +45,16 @@ pub fn apply(c: &ChildPlan, st: &ForkState, t: &mut Tally) {
         check(t, 2, reset_handlers());
     }
     if c.new_session {
-        // SAFETY: setsid/getsid take no pointers.
-        let ok = unsafe { libc::setsid() } >= 0 || unsafe { libc::getsid(0) } == sys::getpid();
+        // Already a session leader (forkpty's child is) counts as done.
+        let ok = sys::setsid() >= 0 || sys::getsid() == sys::getpid();
         check(t, 3, ok);
     }
     if let Some(v) = &c.oom_score_adj {
         check(t, 4, write_file(c"/proc/self/oom_score_adj", v));
     }
     if let Some(name) = &c.name {
-        // SAFETY: name is a NUL-terminated 16-byte buffer.
-        let ok = unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) } == 0;
+        // name is a NUL-terminated 16-byte buffer, as PR_SET_NAME wants.
+        let ok = sys::prctl(libc::PR_SET_NAME, name.as_ptr() as usize) == 0;
         check(t, 5, ok);
     }
 }
@@ -86,16 +84,13 @@ fn reset_handlers() -> bool {
 }
 
 fn write_file(path: &core::ffi::CStr, bytes: &[u8]) -> bool {
-    // SAFETY: path is NUL-terminated.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    let fd = sys::open(path, libc::O_WRONLY | libc::O_CLOEXEC, 0);
     if fd < 0 {
         return false;
     }
-    // SAFETY: bytes is a live slice.
-    let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    let n = sys::write(fd, bytes);
     let err = sys::errno();
-    // SAFETY: fd was opened above.
-    unsafe { libc::close(fd) };
+    sys::close(fd);
     sys::set_errno(err);
     n == bytes.len() as isize
 }

@@ -327,7 +327,7 @@ fn child_phase(rt: &Runtime, st: &mut ForkState) {
                 crate::zero::child(z, i, &mut tally);
             }
         }
-        crate::fd::child(rt, &mut tally);
+        crate::fd::child(rt, st, &mut tally);
         if let Some(c) = &rt.child {
             crate::child::apply(c, st, &mut tally);
             if c.reset_signal_mask {
@@ -415,18 +415,7 @@ extern "C" fn atfork_child() {
 /// A shared anonymous page: no descriptor exists, so none can leak into
 /// either process (or into a sibling forked by another thread meanwhile).
 fn handshake_page() -> *mut AtomicU32 {
-    // SAFETY: an anonymous shared mapping of one page; checked below.
-    let p = unsafe {
-        libc::mmap(
-            core::ptr::null_mut(),
-            4096,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED { core::ptr::null_mut() } else { p.cast() }
+    sys::map_shared(4096).cast()
 }
 
 /// Child: say "child phase done" and wake the parent. Async-signal-safe.
@@ -434,7 +423,7 @@ fn handshake_signal(word: *mut AtomicU32) {
     // SAFETY: word points into the live shared page.
     unsafe {
         (*word).store(1, Ordering::Release);
-        libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAKE, 1, 0, 0, 0);
+        sys::futex(word.cast(), libc::FUTEX_WAKE, 1, core::ptr::null());
     }
 }
 
@@ -453,13 +442,13 @@ fn handshake_wait(word: *mut AtomicU32, ms: u32) {
         let left = deadline - now;
         let ts = libc::timespec { tv_sec: (left / 1_000_000_000) as libc::time_t, tv_nsec: (left % 1_000_000_000) as libc::c_long };
         // SAFETY: a shared (not private) futex wait on the page, with a timeout.
-        unsafe { libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAIT, 0, &ts as *const libc::timespec, 0, 0) };
+        unsafe { sys::futex(word.cast(), libc::FUTEX_WAIT, 0, &ts) };
     }
 }
 
 fn handshake_release(word: *mut AtomicU32) {
     // SAFETY: the page was mapped by handshake_page and is no longer used.
-    unsafe { libc::munmap(word.cast(), 4096) };
+    unsafe { sys::unmap(word.cast(), 4096) };
 }
 
 // ---- reports -------------------------------------------------------------

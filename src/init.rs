@@ -66,9 +66,7 @@ pub fn init() {
     let path = match env(secure, ENV_CONFIG).filter(|p| !p.is_empty()) {
         Some(p) => Some(p),
         None => {
-            // SAFETY: the path is a NUL-terminated literal.
-            let exists = unsafe { libc::access(c"/etc/forkguard/forkguard.toml".as_ptr(), libc::F_OK) } == 0;
-            exists.then(|| SYSTEM_CONFIG.to_string())
+            sys::exists(c"/etc/forkguard/forkguard.toml").then(|| SYSTEM_CONFIG.to_string())
         }
     };
     let Some(path) = path else {
@@ -84,8 +82,7 @@ pub fn init() {
         return;
     };
 
-    // SAFETY: getuid cannot fail.
-    let real_uid = unsafe { libc::getuid() };
+    let real_uid = sys::getuid();
     let trust = if secure { Trust::RootOnly { real_uid } } else { Trust::User { real_uid } };
     let loaded = match load::read_config(&path, trust) {
         Ok(l) => l,

@@ -1,8 +1,148 @@
 //! The few system calls forkguard makes, each wrapped once.
 //!
 //! Functions marked "async-signal-safe" may run in the child after fork.
+//!
+//! Most calls go straight to the kernel (`raw`) instead of through libc's
+//! wrappers: every libc function the library imports is one more symbol the
+//! dynamic loader must look up in *every* process the library is loaded
+//! into (about 800 instructions each, measured), and a raw system call is
+//! async-signal-safe by construction. They set `errno` like libc does.
 
-use libc::{c_int, c_void};
+use libc::{c_int, c_long, c_void};
+
+/// One system call; returns the result, or -1 with `errno` set.
+/// Async-signal-safe.
+///
+/// # Safety
+/// The arguments must be valid for system call `n`.
+pub unsafe fn syscall(n: c_long, a: [usize; 6]) -> isize {
+    // SAFETY: forwarded contract.
+    let r = unsafe { raw(n, a) };
+    if (-4095..0).contains(&r) {
+        set_errno((-r) as c_int);
+        -1
+    } else {
+        r
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+unsafe fn raw(n: c_long, a: [usize; 6]) -> isize {
+    let ret: isize;
+    // SAFETY: the Linux x86_64 system call convention; rcx and r11 are
+    // clobbered by the instruction, memory may be read/written by the kernel.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") n as isize => ret,
+            in("rdi") a[0], in("rsi") a[1], in("rdx") a[2],
+            in("r10") a[3], in("r8") a[4], in("r9") a[5],
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn raw(n: c_long, a: [usize; 6]) -> isize {
+    // SAFETY: forwarded contract; libc's syscall() reports errors in errno.
+    let r = unsafe { libc::syscall(n, a[0], a[1], a[2], a[3], a[4], a[5]) } as isize;
+    if r == -1 { -(errno() as isize) } else { r }
+}
+
+/// `open(2)` of a NUL-terminated path. Async-signal-safe.
+pub fn open(path: &core::ffi::CStr, flags: c_int, mode: u32) -> c_int {
+    // SAFETY: path is NUL-terminated and lives across the call.
+    unsafe { syscall(libc::SYS_openat, [libc::AT_FDCWD as usize, path.as_ptr() as usize, flags as usize, mode as usize, 0, 0]) as c_int }
+}
+
+/// `open(2)` of a byte string that must end with a NUL. Async-signal-safe.
+pub fn open_bytes(path: &[u8], flags: c_int, mode: u32) -> c_int {
+    match core::ffi::CStr::from_bytes_until_nul(path) {
+        Ok(p) => open(p, flags, mode),
+        Err(_) => {
+            set_errno(libc::EINVAL);
+            -1
+        }
+    }
+}
+
+/// `close(2)`. Async-signal-safe.
+pub fn close(fd: c_int) -> c_int {
+    // SAFETY: closing a number has no memory effects.
+    unsafe { syscall(libc::SYS_close, [fd as usize, 0, 0, 0, 0, 0]) as c_int }
+}
+
+/// `write(2)`. Async-signal-safe.
+pub fn write(fd: c_int, bytes: &[u8]) -> isize {
+    // SAFETY: the pointer and length describe a live slice.
+    unsafe { syscall(libc::SYS_write, [fd as usize, bytes.as_ptr() as usize, bytes.len(), 0, 0, 0]) }
+}
+
+/// `kill(2)`. Async-signal-safe.
+pub fn kill(pid: libc::pid_t, sig: c_int) -> c_int {
+    // SAFETY: no pointers.
+    unsafe { syscall(libc::SYS_kill, [pid as usize, sig as usize, 0, 0, 0, 0]) as c_int }
+}
+
+/// `prctl(2)` with integer arguments. Async-signal-safe.
+pub fn prctl(op: c_int, arg: usize) -> c_int {
+    // SAFETY: callers pass either integers or a pointer valid for `op`.
+    unsafe { syscall(libc::SYS_prctl, [op as usize, arg, 0, 0, 0, 0]) as c_int }
+}
+
+/// `setsid(2)`. Async-signal-safe.
+pub fn setsid() -> libc::pid_t {
+    // SAFETY: no arguments.
+    unsafe { syscall(libc::SYS_setsid, [0; 6]) as libc::pid_t }
+}
+
+/// `getsid(0)`. Async-signal-safe.
+pub fn getsid() -> libc::pid_t {
+    // SAFETY: no pointers.
+    unsafe { syscall(libc::SYS_getsid, [0; 6]) as libc::pid_t }
+}
+
+/// `getuid(2)`.
+pub fn getuid() -> u32 {
+    // SAFETY: no arguments.
+    unsafe { syscall(libc::SYS_getuid, [0; 6]) as u32 }
+}
+
+/// `access(path, F_OK) == 0`.
+pub fn exists(path: &core::ffi::CStr) -> bool {
+    // SAFETY: path is NUL-terminated.
+    unsafe { syscall(libc::SYS_faccessat, [libc::AT_FDCWD as usize, path.as_ptr() as usize, libc::F_OK as usize, 0, 0, 0]) == 0 }
+}
+
+/// A shared anonymous mapping of `len` bytes, or null. Parent side.
+pub fn map_shared(len: usize) -> *mut c_void {
+    let flags = (libc::MAP_SHARED | libc::MAP_ANONYMOUS) as usize;
+    let prot = (libc::PROT_READ | libc::PROT_WRITE) as usize;
+    // SAFETY: a fresh anonymous mapping touches no existing memory.
+    let p = unsafe { syscall(libc::SYS_mmap, [0, len, prot, flags, usize::MAX, 0]) };
+    if p < 0 { core::ptr::null_mut() } else { p as *mut c_void }
+}
+
+/// `munmap(2)`. Async-signal-safe.
+///
+/// # Safety
+/// Nothing may use the mapping afterwards.
+pub unsafe fn unmap(p: *mut c_void, len: usize) {
+    // SAFETY: forwarded contract.
+    unsafe { syscall(libc::SYS_munmap, [p as usize, len, 0, 0, 0, 0]) };
+}
+
+/// `futex(2)` FUTEX_WAKE / FUTEX_WAIT on a shared (not private) word.
+/// Async-signal-safe.
+///
+/// # Safety
+/// `word` must point to a live, 4-byte aligned u32.
+pub unsafe fn futex(word: *const u32, op: c_int, val: u32, timeout: *const libc::timespec) {
+    // SAFETY: forwarded contract.
+    unsafe { syscall(libc::SYS_futex, [word as usize, op as usize, val as usize, timeout as usize, 0, 0]) };
+}
 
 /// The calling thread's `errno`. Async-signal-safe.
 pub fn errno() -> c_int {
@@ -21,8 +161,7 @@ pub fn set_errno(e: c_int) {
 pub fn write_all(fd: c_int, mut bytes: &[u8]) {
     let saved = errno();
     while !bytes.is_empty() {
-        // SAFETY: the pointer and length describe a live slice.
-        let n = unsafe { libc::write(fd, bytes.as_ptr().cast::<c_void>(), bytes.len()) };
+        let n = write(fd, bytes);
         if n < 0 {
             if errno() == libc::EINTR {
                 continue;
@@ -38,22 +177,11 @@ pub fn write_all(fd: c_int, mut bytes: &[u8]) {
 /// open, write, close, so no descriptor is kept that the program could close
 /// or reuse under us. Async-signal-safe.
 pub fn append_to(path: &[u8], line: &[u8]) {
-    if path.last() != Some(&0) {
-        return;
-    }
     let saved = errno();
-    // SAFETY: path is NUL-terminated (checked above).
-    let fd = unsafe {
-        libc::open(
-            path.as_ptr().cast(),
-            libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOCTTY,
-            0o640,
-        )
-    };
+    let fd = open_bytes(path, libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOCTTY, 0o640);
     if fd >= 0 {
         write_all(fd, line);
-        // SAFETY: fd was opened above and is ours.
-        unsafe { libc::close(fd) };
+        close(fd);
     }
     set_errno(saved);
 }
@@ -70,8 +198,9 @@ pub fn wall_ns() -> u64 {
 
 fn clock(id: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: ts is a valid out-parameter.
-    unsafe { libc::clock_gettime(id, &mut ts) };
+    // SAFETY: ts is a valid out-parameter. (A system call rather than the
+    // vDSO: only used when logging, and it saves an import at load.)
+    unsafe { syscall(libc::SYS_clock_gettime, [id as usize, (&mut ts as *mut libc::timespec) as usize, 0, 0, 0, 0]) };
     (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64)
 }
 
@@ -104,14 +233,22 @@ pub fn empty_set() -> libc::sigset_t {
     }
 }
 
+/// Async-signal-safe.
 pub fn getpid() -> libc::pid_t {
-    // SAFETY: getpid cannot fail.
-    unsafe { libc::getpid() }
+    // SAFETY: no arguments.
+    unsafe { syscall(libc::SYS_getpid, [0; 6]) as libc::pid_t }
 }
 
+/// Async-signal-safe.
 pub fn getppid() -> libc::pid_t {
-    // SAFETY: getppid cannot fail.
-    unsafe { libc::getppid() }
+    // SAFETY: no arguments.
+    unsafe { syscall(libc::SYS_getppid, [0; 6]) as libc::pid_t }
+}
+
+/// This thread's id. Async-signal-safe.
+pub fn gettid() -> libc::pid_t {
+    // SAFETY: no arguments.
+    unsafe { syscall(libc::SYS_gettid, [0; 6]) as libc::pid_t }
 }
 
 /// The short name of an errno value (`EACCES`), or None. Async-signal-safe.
