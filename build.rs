@@ -1,14 +1,100 @@
-//! Link flags for the preload library only (the command is unaffected).
+//! Link flags and generated code for the preload library.
 //!
 //! Every process of a deployment loads libforkguard.so, so its load cost is
-//! a product feature: the unwinder that std references (`_Unwind_*`) is
-//! linked in statically from libgcc_eh instead of loading libgcc_s.so.1 at
-//! run time (with `panic = "abort"` it is only used for backtraces), and
-//! relative relocations are packed (DT_RELR) so the loader applies them in
-//! a tight loop.
+//! a product feature:
+//! - the unwinder that std references (`_Unwind_*`) is linked in statically
+//!   from libgcc_eh instead of loading libgcc_s.so.1 in every process (with
+//!   `panic = "abort"` it only serves backtraces);
+//! - relative relocations are packed (DT_RELR);
+//! - libc functions are bound lazily through trampolines generated here from
+//!   `src/lazy_imports.txt` (see `src/lazy.rs`).
+use std::fmt::Write as _;
+
 fn main() {
     println!("cargo:rustc-link-arg-cdylib=-Wl,--push-state,--whole-archive,-l:libgcc_eh.a,--pop-state");
     println!("cargo:rustc-link-arg-cdylib=-Wl,--as-needed");
     println!("cargo:rustc-link-arg-cdylib=-Wl,-z,pack-relative-relocs");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/lazy_imports.txt");
+
+    let list = std::fs::read_to_string("src/lazy_imports.txt").expect("src/lazy_imports.txt");
+    let names: Vec<&str> =
+        list.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let out = std::env::var("OUT_DIR").expect("OUT_DIR");
+
+    // The trampolines, their first-call stubs, the common resolver entry,
+    // and the slot table (AT&T syntax; `{resolve}` is a sym operand).
+    let mut s = String::from(".pushsection .text.fg_lazy,\"ax\",@progbits\n");
+    for (i, n) in names.iter().enumerate() {
+        writeln!(s, ".globl {n}\n.hidden {n}\n.type {n},@function\n.p2align 3\n{n}:\n  jmp *fg_lazy_slots+{}(%rip)\n.size {n}, .-{n}", 8 * i).unwrap();
+    }
+    for i in 0..names.len() {
+        writeln!(s, ".p2align 3\nfg_lazy_stub_{i}:\n  movl ${i}, %r11d\n  jmp fg_lazy_common").unwrap();
+    }
+    // Save every argument register (integer, vector, and %al for varargs),
+    // resolve, restore, and jump to the real function as if called directly.
+    s.push_str(
+        "fg_lazy_common:
+  pushq %rbp
+  movq %rsp, %rbp
+  andq $-16, %rsp
+  subq $208, %rsp
+  movq %rdi, 0(%rsp)
+  movq %rsi, 8(%rsp)
+  movq %rdx, 16(%rsp)
+  movq %rcx, 24(%rsp)
+  movq %r8, 32(%rsp)
+  movq %r9, 40(%rsp)
+  movq %rax, 48(%rsp)
+  movq %r10, 56(%rsp)
+  movdqa %xmm0, 64(%rsp)
+  movdqa %xmm1, 80(%rsp)
+  movdqa %xmm2, 96(%rsp)
+  movdqa %xmm3, 112(%rsp)
+  movdqa %xmm4, 128(%rsp)
+  movdqa %xmm5, 144(%rsp)
+  movdqa %xmm6, 160(%rsp)
+  movdqa %xmm7, 176(%rsp)
+  movl %r11d, %edi
+  call {resolve}
+  movq %rax, %r11
+  movq 0(%rsp), %rdi
+  movq 8(%rsp), %rsi
+  movq 16(%rsp), %rdx
+  movq 24(%rsp), %rcx
+  movq 32(%rsp), %r8
+  movq 40(%rsp), %r9
+  movq 48(%rsp), %rax
+  movq 56(%rsp), %r10
+  movdqa 64(%rsp), %xmm0
+  movdqa 80(%rsp), %xmm1
+  movdqa 96(%rsp), %xmm2
+  movdqa 112(%rsp), %xmm3
+  movdqa 128(%rsp), %xmm4
+  movdqa 144(%rsp), %xmm5
+  movdqa 160(%rsp), %xmm6
+  movdqa 176(%rsp), %xmm7
+  movq %rbp, %rsp
+  popq %rbp
+  jmp *%r11
+.popsection
+.pushsection .data.fg_lazy,\"aw\",@progbits
+.globl fg_lazy_slots
+.hidden fg_lazy_slots
+.p2align 3
+fg_lazy_slots:
+",
+    );
+    for i in 0..names.len() {
+        writeln!(s, "  .quad fg_lazy_stub_{i}").unwrap();
+    }
+    s.push_str(".popsection\n");
+    std::fs::write(format!("{out}/lazy.s"), s).expect("write lazy.s");
+
+    let mut r = format!("/// The lazily bound functions, by slot.\npub const NAMES: [&core::ffi::CStr; {}] = [\n", names.len());
+    for n in &names {
+        writeln!(r, "    c\"{n}\",").unwrap();
+    }
+    r.push_str("];\n");
+    std::fs::write(format!("{out}/lazy_names.rs"), r).expect("write lazy_names.rs");
 }

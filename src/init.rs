@@ -121,6 +121,9 @@ pub fn init() {
 }
 
 fn activate(rt: Runtime) {
+    // From here on forks run phases: bind every libc function now, so that
+    // none is looked up in a child or in a signal handler (see `lazy`).
+    crate::lazy::resolve_all();
     runtime::install(rt);
     crate::engine::register_atfork();
 }

@@ -16,6 +16,7 @@ mod fd;
 mod fdinfo;
 mod hooks;
 mod init;
+mod lazy;
 mod lock;
 mod runtime;
 mod symbols;
