@@ -35,13 +35,13 @@ pub fn matches(pat: &[u8], s: &[u8]) -> bool {
                     continue;
                 }
             }
-            Some(b'\\') if p + 1 < pat.len() => {
-                if pat.get(p + 1).copied() == Some(c) {
-                    p += 2;
-                    i += 1;
-                    continue;
-                }
+            Some(b'\\') if p + 1 < pat.len() && pat.get(p + 1).copied() == Some(c) => {
+                p += 2;
+                i += 1;
+                continue;
             }
+            // An escape that does not match: not a literal backslash either.
+            Some(b'\\') if p + 1 < pat.len() => {}
             Some(pc) if pc == c => {
                 p += 1;
                 i += 1;

@@ -1,0 +1,373 @@
+//! `disconnect` against real servers on loopback (issue 4): a client that
+//! forks with one open connection to Redis or PostgreSQL.
+//!
+//! Without forkguard, parent and child share one protocol stream and get
+//! each other's replies (the test shows it). With `disconnect` selected by
+//! `peer`, the child finds its connection dead (end-of-file), reconnects,
+//! and every reply matches its request in both processes.
+//!
+//! Needs `redis-server` (Debian: redis-server), and for PostgreSQL the
+//! server binaries (Debian: postgresql) and psycopg2 (PyPI:
+//! psycopg2-binary). A test whose server is missing says so on stderr
+//! (not captured) and passes without checking anything.
+//!
+//! Run: `cargo build --release -p forkguard && cargo test --release --test fd_servers`.
+
+mod common;
+mod fd_support;
+
+use common::Scratch;
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Deadline for one client run (each forks once).
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Say why a test checks nothing, where `cargo test` does not hide it.
+fn skip(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
+fn which(name: &str, extra_dirs: &[PathBuf]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(extra_dirs.iter().cloned())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// A server process in its own process group, killed on drop.
+struct Server {
+    child: std::process::Child,
+    name: &'static str,
+    log: PathBuf,
+}
+
+impl Server {
+    fn spawn(name: &'static str, mut cmd: Command, log: PathBuf) -> Server {
+        let out = std::fs::File::create(&log).expect("server log");
+        cmd.stdin(Stdio::null())
+            .stdout(out.try_clone().expect("dup log"))
+            .stderr(out)
+            .process_group(0);
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("start {name}: {e}"));
+        Server { child, name, log }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait until `ready()` (at most 30 s); panics with the server's log.
+    fn wait_ready(&mut self, mut ready: impl FnMut(&Server) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ready(self) {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("{} exited early ({st:?}):\n{}", self.name, self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not ready after 30 s:\n{}",
+                self.name,
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the process group this test created for the server.
+        unsafe { libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+/// `role k=v ...` lines of a client's stdout.
+fn stats(out: &common::Outcome, role: &str) -> std::collections::HashMap<String, i64> {
+    out.stdout
+        .lines()
+        .filter(|l| l.starts_with(&format!("{role} ")))
+        .flat_map(|l| l.split_whitespace().skip(1))
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.parse().unwrap_or(-1)))
+        .collect()
+}
+
+fn client(s: &Scratch, script: &str, port: u16, n: usize, config: Option<&str>) -> common::Outcome {
+    let py = common::python().expect("python3");
+    let script = common::root().join("tests/py").join(script);
+    let mut cmd = match config {
+        Some(body) => {
+            let cfg = s.config("fd.toml", &fd_support::config(&s.path("log"), body));
+            common::guarded(s, &py, &cfg)
+        }
+        None => {
+            let mut c = Command::new(&py);
+            common::clean_env(&mut c);
+            c
+        }
+    };
+    cmd.arg(&script).arg(port.to_string()).arg(n.to_string());
+    let out = common::run(s, cmd, CLIENT_TIMEOUT);
+    out.assert_success();
+    out
+}
+
+/// The `disconnect` config for a server on 127.0.0.1:port.
+fn disconnect(port: u16) -> String {
+    fd_support::fd(
+        &format!("kind = \"socket\", peer = \"127.0.0.1:{port}\""),
+        "disconnect",
+        "",
+    )
+}
+
+/// No reply went to the wrong process; `errors` failed requests (each
+/// followed by a reconnect), `reconnects` in all.
+fn assert_clean(out: &common::Outcome, role: &str, ok: i64, errors: i64, reconnects: i64) {
+    let st = stats(out, role);
+    let want = [
+        ("ok", ok),
+        ("mismatch", 0),
+        ("errors", errors),
+        ("reconnects", reconnects),
+    ];
+    for (k, v) in want {
+        assert_eq!(st.get(k), Some(&v), "{role} {k}\n{}", out.dump());
+    }
+}
+
+// ---------------------------------------------------------------- Redis --
+
+fn start_redis(s: &Scratch) -> Option<(Server, u16)> {
+    let bin = which("redis-server", &[])?;
+    let port = fd_support::free_port();
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ])
+    .args(["--daemonize", "no", "--protected-mode", "no", "--dir"])
+    .arg(&s.dir);
+    common::clean_env(&mut cmd);
+    let mut srv = Server::spawn("redis-server", cmd, s.path("redis.log"));
+    srv.wait_ready(|_| redis_ping(port));
+    Some((srv, port))
+}
+
+fn redis_ping(port: u16) -> bool {
+    let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = c.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut buf = [0u8; 7];
+    c.write_all(b"PING\r\n").is_ok() && c.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
+
+#[test]
+fn redis_shared_connection_is_disconnected_in_the_child() {
+    let s = Scratch::new("fd-redis");
+    if common::python().is_none() {
+        return skip(
+            "redis_shared_connection_is_disconnected_in_the_child",
+            "python3 not found",
+        );
+    }
+    let Some((_redis, port)) = start_redis(&s) else {
+        return skip(
+            "redis_shared_connection_is_disconnected_in_the_child",
+            "redis-server not installed (apt-get install redis-server)",
+        );
+    };
+    let n = 2000;
+
+    // Without forkguard: replies mix (retried, so a lucky run cannot hide it).
+    let mut shown = None;
+    for _ in 0..3 {
+        let out = client(&s, "fd_redis.py", port, n, None);
+        let (p, c) = (stats(&out, "parent"), stats(&out, "child"));
+        assert_eq!(
+            c.get("eof"),
+            Some(&0),
+            "without forkguard the child's connection is alive\n{}",
+            out.dump()
+        );
+        let wrong = p["mismatch"] + c["mismatch"] + p["errors"] + c["errors"];
+        if wrong > 0 {
+            shown = Some(out.stdout.clone());
+            break;
+        }
+    }
+    let shown = shown.expect("sharing one connection across fork never mixed replies in 3 runs");
+    let _ = writeln!(std::io::stderr(), "redis without forkguard:\n{shown}");
+
+    // With disconnect by peer: the child sees end-of-file and reconnects;
+    // every reply matches, and the parent never notices.
+    let out = client(&s, "fd_redis.py", port, n, Some(&disconnect(port)));
+    assert_eq!(stats(&out, "child").get("eof"), Some(&1), "{}", out.dump());
+    assert_clean(&out, "child", n as i64, 0, 1);
+    assert_clean(&out, "parent", n as i64, 0, 0);
+    let log = std::fs::read_to_string(s.path("log")).unwrap_or_default();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("] child of ") && l.contains(": 1 ok ")),
+        "{log}"
+    );
+}
+
+// ----------------------------------------------------------- PostgreSQL --
+
+fn pg_bin_dirs() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v.reverse();
+    v
+}
+
+/// uid and gid of the `postgres` account (the server refuses to run as root).
+fn postgres_user() -> Option<(u32, u32)> {
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    let line = text.lines().find(|l| l.starts_with("postgres:"))?;
+    let f: Vec<&str> = line.split(':').collect();
+    Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
+}
+
+fn start_postgres(s: &Scratch) -> Result<(Server, u16), String> {
+    let dirs = pg_bin_dirs();
+    let initdb = which("initdb", &dirs).ok_or("initdb not found (apt-get install postgresql)")?;
+    let postgres =
+        which("postgres", &dirs).ok_or("postgres not found (apt-get install postgresql)")?;
+    let as_user = if common::is_root() {
+        Some(postgres_user().ok_or("running as root and there is no postgres account")?)
+    } else {
+        None
+    };
+    let data = s.path("pg");
+    std::fs::create_dir(&data).map_err(|e| e.to_string())?;
+    let drop_to = |cmd: &mut Command| {
+        if let Some((uid, gid)) = as_user {
+            cmd.uid(uid).gid(gid);
+        }
+        common::clean_env(cmd);
+    };
+    if let Some((uid, gid)) = as_user {
+        std::os::unix::fs::chown(&data, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
+    }
+    let mut init = Command::new(initdb);
+    init.args([
+        "-A",
+        "trust",
+        "-U",
+        "postgres",
+        "-E",
+        "UTF8",
+        "--no-sync",
+        "-D",
+    ])
+    .arg(&data);
+    drop_to(&mut init);
+    let out = common::run(s, init, Duration::from_secs(120));
+    if !out.status.success() {
+        return Err(format!("initdb failed:\n{}", out.dump()));
+    }
+    let port = fd_support::free_port();
+    let mut cmd = Command::new(postgres);
+    cmd.arg("-D")
+        .arg(&data)
+        .args(["-p", &port.to_string(), "-k"])
+        .arg(&data);
+    cmd.args([
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        "fsync=off",
+        "-c",
+        "ssl=off",
+    ]);
+    drop_to(&mut cmd);
+    let log = s.path("postgres.log");
+    let mut srv = Server::spawn("postgres", cmd, log);
+    srv.wait_ready(|srv| srv.log_text().contains("ready to accept connections"));
+    Ok((srv, port))
+}
+
+fn has_psycopg2(py: &Path) -> bool {
+    Command::new(py)
+        .args(["-c", "import psycopg2"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn postgres_shared_connection_is_disconnected_in_the_child() {
+    const NAME: &str = "postgres_shared_connection_is_disconnected_in_the_child";
+    let s = Scratch::new("fd-pg");
+    let Some(py) = common::python() else {
+        return skip(NAME, "python3 not found");
+    };
+    if !has_psycopg2(&py) {
+        return skip(
+            NAME,
+            "psycopg2 not importable (pip install psycopg2-binary)",
+        );
+    }
+    let (_pg, port) = match start_postgres(&s) {
+        Ok(v) => v,
+        Err(why) => return skip(NAME, &why),
+    };
+    let n = 300;
+
+    // Without forkguard: the shared stream breaks (wrong results or protocol
+    // errors), and the child's close at exit ends the parent's session.
+    let out = client(&s, "fd_pg.py", port, n, None);
+    let (p, c) = (stats(&out, "parent"), stats(&out, "child"));
+    // A process may also hang waiting for a reply the other one read: the
+    // script's watchdog then reports hung=1.
+    let get = |m: &std::collections::HashMap<String, i64>, k: &str| m.get(k).copied().unwrap_or(0);
+    let wrong: i64 = ["mismatch", "errors", "hung"]
+        .iter()
+        .map(|k| get(&p, k) + get(&c, k))
+        .sum();
+    assert!(
+        wrong > 0 || get(&p, "after") == 0,
+        "sharing a PostgreSQL connection went unnoticed:\n{}",
+        out.dump()
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "postgres without forkguard:\n{}",
+        out.stdout
+    );
+
+    let out = client(&s, "fd_pg.py", port, n, Some(&disconnect(port)));
+    // psycopg2 has no health check: the child's first query fails ("server
+    // closed the connection unexpectedly"), it reconnects, and goes on.
+    assert_clean(&out, "child", n as i64 - 1, 1, 1);
+    assert_clean(&out, "parent", n as i64, 0, 0);
+    assert_eq!(
+        stats(&out, "parent").get("after"),
+        Some(&1),
+        "the parent's session survives\n{}",
+        out.dump()
+    );
+}

@@ -1,0 +1,232 @@
+//! Helpers for the `[[fd]]` tests: the `fd_fix` fixture (tests/c/fd_fix.c),
+//! the `fd_count` preload (tests/c/fd_count.c), and their reports.
+//!
+//! `fd_fix` appends lines `parent k=v ...` / `child k=v ...` to `$FD_OUT`;
+//! [`Report`] reads them back.
+
+#![allow(dead_code)]
+
+use crate::common::{self, Outcome, Scratch};
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Deadline for one fixture run: every test that forks has one.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn build(name: &str, shared: bool) -> PathBuf {
+    let dir = common::lib()
+        .parent()
+        .expect("library dir")
+        .join("fd-fixtures");
+    fs::create_dir_all(&dir).expect("create fixture dir");
+    let src = common::root().join("tests/c").join(format!("{name}.c"));
+    let out = dir.join(if shared {
+        format!("lib{name}.so")
+    } else {
+        name.to_string()
+    });
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut cmd = Command::new("gcc");
+    cmd.args(["-O1", "-g", "-Wall", "-Wextra", "-Wno-unused-parameter"]);
+    if shared {
+        cmd.args(["-shared", "-fPIC"]);
+    }
+    cmd.arg("-o").arg(&tmp).arg(&src);
+    let o = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run gcc (install gcc): {e}"));
+    assert!(
+        o.status.success(),
+        "gcc failed for {}:\n{}",
+        src.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    fs::rename(&tmp, &out).expect("rename fixture");
+    out
+}
+
+/// The `fd_fix` program, built once per test binary.
+pub fn fd_fix() -> PathBuf {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| build("fd_fix", false)).clone()
+}
+
+/// The `libfd_count.so` preload, built once per test binary.
+pub fn fd_count() -> PathBuf {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| build("fd_count", true)).clone()
+}
+
+/// `version = 1`, text log to `log`, then `body`.
+pub fn config(log: &Path, body: &str) -> String {
+    format!(
+        "version = 1\n\n[settings]\nlog = \"{}\"\n\n{body}\n",
+        log.display()
+    )
+}
+
+/// One `[[fd]]` table.
+pub fn fd(select: &str, action: &str, extra: &str) -> String {
+    format!("[[fd]]\nselect = {{ {select} }}\naction = \"{action}\"\n{extra}\n")
+}
+
+/// What `fd_fix` reported, by role.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub lines: Vec<(String, HashMap<String, String>)>,
+    pub raw: String,
+}
+
+impl Report {
+    pub fn read(p: &Path) -> Report {
+        let raw = fs::read_to_string(p).unwrap_or_default();
+        let lines = raw
+            .lines()
+            .map(|l| {
+                let mut words = l.split_whitespace();
+                let role = words.next().unwrap_or("").to_string();
+                let kv = words
+                    .filter_map(|w| w.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                (role, kv)
+            })
+            .collect();
+        Report { lines, raw }
+    }
+
+    /// Every `key` reported by `role`, in order.
+    pub fn all(&self, role: &str, key: &str) -> Vec<String> {
+        self.lines
+            .iter()
+            .filter(|(r, _)| r == role)
+            .filter_map(|(_, kv)| kv.get(key).cloned())
+            .collect()
+    }
+
+    /// The (last) `key` reported by `role`; panics when absent.
+    pub fn get(&self, role: &str, key: &str) -> String {
+        self.all(role, key)
+            .pop()
+            .unwrap_or_else(|| panic!("no {role} {key}= in the report:\n{}", self.raw))
+    }
+}
+
+/// One run of `fd_fix`: its outcome, its report and forkguard's log.
+pub struct Run {
+    pub out: Outcome,
+    pub report: Report,
+    pub log: String,
+}
+
+impl Run {
+    /// Panics with everything known unless the fixture exited 0.
+    pub fn ok(self) -> Run {
+        assert!(
+            self.out.status.success(),
+            "{} failed: {:?}\n{}\n--- report ---\n{}--- log ---\n{}",
+            self.out.cmdline,
+            self.out.status,
+            self.out.dump(),
+            self.report.raw,
+            self.log
+        );
+        self
+    }
+
+    pub fn child(&self, key: &str) -> String {
+        self.report.get("child", key)
+    }
+
+    pub fn parent(&self, key: &str) -> String {
+        self.report.get("parent", key)
+    }
+
+    /// The `child of` lines of forkguard's log.
+    pub fn child_lines(&self) -> Vec<&str> {
+        self.log
+            .lines()
+            .filter(|l| l.contains("] child of "))
+            .collect()
+    }
+}
+
+/// The command for `fd_fix MODE ARGS` in `s`: with forkguard and `config`
+/// (`Some(body)`, logged to `s/log`), or plain (`None`). `extra_preload` is
+/// listed after forkguard.
+pub fn fix_cmd(
+    s: &Scratch,
+    args: &[&str],
+    config_body: Option<&str>,
+    extra_preload: Option<&Path>,
+) -> Command {
+    let _ = fs::remove_file(s.path("out"));
+    let _ = fs::remove_file(s.path("log"));
+    let mut cmd = match config_body {
+        Some(body) => {
+            let cfg = s.config("fd.toml", &config(&s.path("log"), body));
+            let mut c = common::guarded(s, fd_fix(), &cfg);
+            if let Some(p) = extra_preload {
+                c.env(
+                    "LD_PRELOAD",
+                    format!("{} {}", common::lib().display(), p.display()),
+                );
+            }
+            c
+        }
+        None => {
+            let mut c = Command::new(fd_fix());
+            common::clean_env(&mut c);
+            c.current_dir(&s.dir);
+            c
+        }
+    };
+    cmd.args(args)
+        .env("FD_OUT", s.path("out"))
+        .env("FD_DIR", &s.dir);
+    cmd
+}
+
+/// Run `fd_fix MODE ARGS` to the end (with the default timeout).
+pub fn fix(s: &Scratch, args: &[&str], config_body: Option<&str>) -> Run {
+    fix_with(s, args, config_body, None)
+}
+
+pub fn fix_with(
+    s: &Scratch,
+    args: &[&str],
+    config_body: Option<&str>,
+    extra_preload: Option<&Path>,
+) -> Run {
+    let cmd = fix_cmd(s, args, config_body, extra_preload);
+    let out = common::run(s, cmd, TIMEOUT);
+    Run {
+        out,
+        report: Report::read(&s.path("out")),
+        log: fs::read_to_string(s.path("log")).unwrap_or_default(),
+    }
+}
+
+/// A loopback TCP port that was free a moment ago (the kernel picked it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+/// A port free on both 127.0.0.1 and [::1].
+pub fn free_port6() -> u16 {
+    loop {
+        let l = std::net::TcpListener::bind("[::1]:0").expect("bind [::1]:0");
+        let p = l.local_addr().expect("local addr").port();
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
