@@ -2,14 +2,17 @@
 //!
 //! `name` is looked up with `dlsym(RTLD_DEFAULT)`: every object loaded in
 //! the process, in the loader's search order. `lib:name` is looked up in
-//! that object only, found with `dlopen(RTLD_NOLOAD)` so nothing is loaded
-//! on forkguard's behalf. A library not loaded yet (it may be `dlopen`ed
-//! later) is looked up again before each fork while the set of loaded
-//! objects changes; never in the child.
+//! that object only (matched by the loader's name, its basename or its
+//! soname). Where the exported (dynamic) symbols do not have it, the
+//! object's file on disk is read for a static (`.symtab`) symbol of that
+//! name, at the object's load address (see `elf`). A library not loaded
+//! yet (it may be `dlopen`ed later) is looked up again before each fork
+//! while the set of loaded objects changes; never in the child.
 
+use crate::elf;
 use forkguard_core::plan::SymbolRef;
-use std::ffi::CString;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::ffi::{CStr, CString};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 /// A symbol and, once found, its address (0 while unresolved).
 pub struct Sym {
@@ -17,9 +20,17 @@ pub struct Sym {
     lib: Option<CString>,
     name: CString,
     addr: AtomicUsize,
+    /// Size from the symbol table; 0 when it does not say.
+    size: AtomicUsize,
+    /// Which table it was found in (`HOW_*`), with the `WRITABLE` bit.
+    how: AtomicU8,
     /// The loader generation `addr` was found in (see [`generation`]).
     seen: AtomicU64,
 }
+
+const HOW_DYNAMIC: u8 = 1;
+const HOW_STATIC: u8 = 2;
+const WRITABLE: u8 = 0x80;
 
 /// Why a symbol did not resolve.
 pub enum Missing {
@@ -27,6 +38,16 @@ pub enum Missing {
     LibNotLoaded,
     /// The name is not defined where it was looked for.
     NoSuchSymbol,
+    /// Found, but not usable (ambiguous, thread-local, ...): the message says why.
+    Unusable(String),
+}
+
+/// A successful lookup.
+#[derive(Clone, Copy)]
+struct Hit {
+    addr: usize,
+    size: usize,
+    how: u8,
 }
 
 impl Sym {
@@ -37,6 +58,8 @@ impl Sym {
             lib: spec.lib.as_deref().map(cstr),
             name: cstr(&spec.name),
             addr: AtomicUsize::new(0),
+            size: AtomicUsize::new(0),
+            how: AtomicU8::new(0),
             seen: AtomicU64::new(u64::MAX),
         }
     }
@@ -46,18 +69,39 @@ impl Sym {
         self.addr.load(Ordering::Acquire)
     }
 
+    /// The object's size from the symbol table, 0 if unknown or unresolved.
+    /// Async-signal-safe.
+    pub fn size(&self) -> usize {
+        self.size.load(Ordering::Acquire)
+    }
+
+    /// The whole object (its size as far as known) is in writable memory
+    /// (not code, not read-only data, not RELRO). Async-signal-safe.
+    pub fn writable(&self) -> bool {
+        self.how.load(Ordering::Acquire) & WRITABLE != 0
+    }
+
     /// Look the symbol up now, and remember the loader generation.
-    /// Not async-signal-safe (takes the loader's lock): parent side only.
+    /// Not async-signal-safe (takes the loader's lock, may read files):
+    /// parent side only.
     pub fn resolve(&self, generation: u64) -> Result<usize, Missing> {
         let found = lookup(self.lib.as_deref(), &self.name);
-        self.addr.store(*found.as_ref().unwrap_or(&0), Ordering::Release);
+        let hit = found.as_ref().ok().copied().unwrap_or(Hit {
+            addr: 0,
+            size: 0,
+            how: 0,
+        });
+        // Size first: whoever sees the new address also sees its size.
+        self.size.store(hit.size, Ordering::Release);
+        self.how.store(hit.how, Ordering::Release);
+        self.addr.store(hit.addr, Ordering::Release);
         self.seen.store(generation, Ordering::Release);
-        found
+        found.map(|h| h.addr)
     }
 
     /// Re-resolve when objects were loaded or unloaded since the last lookup,
     /// so a library `dlopen`ed later is found and one `dlclose`d is never
-    /// called into. Parent side only.
+    /// touched. Parent side only.
     pub fn refresh(&self, generation: u64) {
         if self.seen.load(Ordering::Acquire) != generation {
             let _ = self.resolve(generation);
@@ -65,34 +109,171 @@ impl Sym {
     }
 }
 
-fn lookup(lib: Option<&std::ffi::CStr>, name: &std::ffi::CStr) -> Result<usize, Missing> {
+fn lookup(lib: Option<&CStr>, name: &CStr) -> Result<Hit, Missing> {
+    let objs = elf::loaded();
+    let name_s = name.to_string_lossy();
     match lib {
         None => {
             // SAFETY: name is NUL-terminated; RTLD_DEFAULT is a valid handle.
-            let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
-            if p.is_null() { Err(Missing::NoSuchSymbol) } else { Ok(p as usize) }
+            let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) } as usize;
+            if p != 0 {
+                return Ok(dynamic_hit(&objs, p));
+            }
+            for obj in &objs {
+                match elf::find_static(obj, &name_s) {
+                    Ok(h) => return Ok(static_hit(obj, h)),
+                    Err(elf::StaticMiss::Unusable(m)) => return Err(Missing::Unusable(m)),
+                    Err(elf::StaticMiss::NotFound) => {}
+                }
+            }
+            Err(Missing::NoSuchSymbol)
         }
         Some(lib) => {
-            // SAFETY: lib is NUL-terminated. RTLD_NOLOAD only finds an object
-            // that is already loaded; the reference it adds is dropped below.
-            let h = unsafe { libc::dlopen(lib.as_ptr(), libc::RTLD_NOLOAD | libc::RTLD_LAZY) };
-            if h.is_null() {
+            let lib_s = lib.to_string_lossy();
+            let loader_name = loader_name(lib);
+            let exe = std::fs::read_link("/proc/self/exe")
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let Some(obj) = objs
+                .iter()
+                .find(|o| elf::matches(o, &lib_s, loader_name.as_deref(), &exe))
+            else {
                 return Err(Missing::LibNotLoaded);
+            };
+            if let Some(p) = dynamic_in(obj, name) {
+                // A variable the program copied (a copy relocation) is used
+                // at the program's address, not at the library's.
+                // SAFETY: name is NUL-terminated; RTLD_DEFAULT is a valid handle.
+                let q = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) } as usize;
+                let copied = q != 0
+                    && q != p
+                    && objs.first().is_some_and(|main| main.contains(q, 1))
+                    && sym_size(q) == sym_size(p);
+                return Ok(dynamic_hit(&objs, if copied { q } else { p }));
             }
-            // SAFETY: h is a live handle; name is NUL-terminated.
-            let p = unsafe { libc::dlsym(h, name.as_ptr()) };
-            // SAFETY: balances the dlopen above; the object stays loaded
-            // because someone else loaded it.
-            unsafe { libc::dlclose(h) };
-            if p.is_null() { Err(Missing::NoSuchSymbol) } else { Ok(p as usize) }
+            match elf::find_static(obj, &name_s) {
+                Ok(h) => Ok(static_hit(obj, h)),
+                Err(elf::StaticMiss::Unusable(m)) => Err(Missing::Unusable(m)),
+                Err(elf::StaticMiss::NotFound) => Err(Missing::NoSuchSymbol),
+            }
         }
     }
+}
+
+fn dynamic_hit(objs: &[elf::Loaded], addr: usize) -> Hit {
+    let size = sym_size(addr);
+    let w = elf::object_at(objs, addr).is_some_and(|o| o.writable(addr, size));
+    Hit {
+        addr,
+        size,
+        how: HOW_DYNAMIC | if w { WRITABLE } else { 0 },
+    }
+}
+
+fn static_hit(obj: &elf::Loaded, h: elf::StaticHit) -> Hit {
+    let w = obj.writable(h.addr, h.size);
+    Hit {
+        addr: h.addr,
+        size: h.size,
+        how: HOW_STATIC | if w { WRITABLE } else { 0 },
+    }
+}
+
+/// The name the loader knows `lib` by, if it is loaded (matches sonames).
+fn loader_name(lib: &CStr) -> Option<String> {
+    // SAFETY: lib is NUL-terminated. RTLD_NOLOAD only finds an object that
+    // is already loaded; the reference it adds is dropped below.
+    let h = unsafe { libc::dlopen(lib.as_ptr(), libc::RTLD_NOLOAD | libc::RTLD_LAZY) };
+    if h.is_null() {
+        return None;
+    }
+    let mut lm: *mut LinkMap = core::ptr::null_mut();
+    // SAFETY: h is a live handle; RTLD_DI_LINKMAP writes one pointer.
+    let ok = unsafe {
+        libc::dlinfo(
+            h,
+            libc::RTLD_DI_LINKMAP,
+            (&mut lm as *mut *mut LinkMap).cast(),
+        )
+    } == 0;
+    let name = if ok && !lm.is_null() {
+        // SAFETY: lm is the loader's link_map for h; l_name is a C string.
+        let n = unsafe { (*lm).l_name };
+        // SAFETY: as above: a NUL-terminated string owned by the loader.
+        (!n.is_null()).then(|| unsafe { CStr::from_ptr(n) }.to_string_lossy().into_owned())
+    } else {
+        None
+    };
+    // SAFETY: balances the dlopen above; the object stays loaded because
+    // someone else loaded it.
+    unsafe { libc::dlclose(h) };
+    name
+}
+
+/// The start of glibc's `struct link_map` (public part, `<link.h>`).
+#[repr(C)]
+struct LinkMap {
+    l_addr: usize,
+    l_name: *const libc::c_char,
+}
+
+/// `name` among `obj`'s exported symbols: found through the object's own
+/// handle, and kept only if the definition is in `obj` itself (a handle
+/// also searches the object's dependencies).
+fn dynamic_in(obj: &elf::Loaded, name: &CStr) -> Option<usize> {
+    let path = CString::new(obj.name.as_str()).ok()?;
+    // SAFETY: RTLD_NOLOAD never loads anything; an empty name is refused
+    // and the main program is looked up with a null name instead.
+    let h = unsafe {
+        libc::dlopen(
+            if obj.name.is_empty() {
+                core::ptr::null()
+            } else {
+                path.as_ptr()
+            },
+            libc::RTLD_NOLOAD | libc::RTLD_LAZY,
+        )
+    };
+    if h.is_null() {
+        return None;
+    }
+    // SAFETY: h is a live handle; name is NUL-terminated.
+    let p = unsafe { libc::dlsym(h, name.as_ptr()) } as usize;
+    // SAFETY: balances the dlopen above.
+    unsafe { libc::dlclose(h) };
+    (p != 0 && obj.contains(p, 1)).then_some(p)
+}
+
+/// `st_size` of the dynamic symbol defined exactly at `addr`, or 0.
+fn sym_size(addr: usize) -> usize {
+    const RTLD_DL_SYMENT: libc::c_int = 1;
+    // SAFETY: Dl_info is plain data.
+    let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
+    let mut sym: *mut libc::c_void = core::ptr::null_mut();
+    // SAFETY: dladdr1 only writes to info and sym.
+    let ok = unsafe {
+        libc::dladdr1(
+            addr as *const libc::c_void,
+            &mut info,
+            &mut sym,
+            RTLD_DL_SYMENT,
+        )
+    } != 0;
+    if !ok || sym.is_null() || info.dli_saddr as usize != addr {
+        return 0;
+    }
+    // SAFETY: with RTLD_DL_SYMENT, sym points at the object's ElfW(Sym).
+    unsafe { (*sym.cast::<libc::Elf64_Sym>()).st_size as usize }
 }
 
 /// A number that changes whenever an object is loaded or unloaded
 /// (glibc's `dlpi_adds` and `dlpi_subs`). Cheap: stops at the first object.
 pub fn generation() -> u64 {
-    unsafe extern "C" fn first(info: *mut libc::dl_phdr_info, _size: libc::size_t, out: *mut libc::c_void) -> libc::c_int {
+    unsafe extern "C" fn first(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        out: *mut libc::c_void,
+    ) -> libc::c_int {
         // SAFETY: glibc passes a valid info; out is the u64 given below.
         unsafe {
             let info = &*info;

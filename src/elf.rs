@@ -1,0 +1,282 @@
+//! The objects loaded in this process, and the static (`.symtab`) symbols
+//! of those whose file on disk still has a symbol table.
+//!
+//! Parent side only, never in the child: this allocates, opens files and
+//! takes the loader's lock (`dl_iterate_phdr`).
+//!
+//! A file on disk may differ from the object that was loaded from it (a
+//! library upgraded while the program runs): its build-id, else its
+//! loadable segments, must match the image in memory, or the file is not
+//! used. Writing a lock or zeroing an object at an address taken from the
+//! wrong file would corrupt memory.
+
+use object::elf::{PF_W, PT_GNU_RELRO, PT_LOAD, PT_NOTE};
+use object::read::elf::ElfFile64;
+use object::{Endianness, Object, ObjectSegment, ObjectSymbol, SymbolKind};
+use std::ffi::CStr;
+
+/// One loaded object, as `dl_iterate_phdr` describes it.
+pub struct Loaded {
+    /// The loader's name for it; empty for the main program.
+    pub name: String,
+    /// The load bias: runtime address = bias + link-time address.
+    pub bias: usize,
+    /// `(runtime start, end, writable)` of each `PT_LOAD`; RELRO ranges
+    /// (read-only once relocated) are cut out as not writable.
+    pub segments: Vec<(usize, usize, bool)>,
+    relro: Vec<(usize, usize)>,
+    /// `(link-time vaddr, memsz, file offset)` of each `PT_LOAD`.
+    loads: Vec<(u64, u64, u64)>,
+    build_id: Option<Vec<u8>>,
+}
+
+impl Loaded {
+    /// The file to read: the main program through `/proc/self/exe`.
+    fn path(&self) -> &str {
+        if self.name.is_empty() {
+            "/proc/self/exe"
+        } else {
+            // A relative name is opened from the current directory; the
+            // vDSO's name opens nothing. Either way the file must match
+            // the object in memory (`same_object`).
+            &self.name
+        }
+    }
+
+    /// `[addr, addr + size)` lies in one of this object's segments.
+    pub fn contains(&self, addr: usize, size: usize) -> bool {
+        let end = addr.saturating_add(size.max(1));
+        self.segments.iter().any(|&(s, e, _)| addr >= s && end <= e)
+    }
+
+    /// `[addr, addr + size)` is memory this process may write.
+    pub fn writable(&self, addr: usize, size: usize) -> bool {
+        let end = addr.saturating_add(size.max(1));
+        let in_rw = self
+            .segments
+            .iter()
+            .any(|&(s, e, w)| w && addr >= s && end <= e);
+        let in_relro = self.relro.iter().any(|&(s, e)| addr < e && end > s);
+        in_rw && !in_relro
+    }
+}
+
+/// Every loaded object, in load order (the main program first).
+pub fn loaded() -> Vec<Loaded> {
+    unsafe extern "C" fn each(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        out: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: glibc passes a valid info for the duration of the call;
+        // out is the Vec given to dl_iterate_phdr below.
+        let (info, out) = unsafe { (&*info, &mut *out.cast::<Vec<Loaded>>()) };
+        let name = if info.dlpi_name.is_null() {
+            String::new()
+        } else {
+            // SAFETY: dlpi_name is a NUL-terminated string owned by the loader.
+            unsafe { CStr::from_ptr(info.dlpi_name) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        let bias = info.dlpi_addr as usize;
+        let phdrs: &[libc::Elf64_Phdr] = if info.dlpi_phdr.is_null() {
+            &[]
+        } else {
+            // SAFETY: dlpi_phdr points at dlpi_phnum program headers of a
+            // loaded object, mapped while the callback runs.
+            unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) }
+        };
+        let mut l = Loaded {
+            name,
+            bias,
+            segments: Vec::new(),
+            relro: Vec::new(),
+            loads: Vec::new(),
+            build_id: None,
+        };
+        for ph in phdrs {
+            let start = bias.wrapping_add(ph.p_vaddr as usize);
+            let end = start.wrapping_add(ph.p_memsz as usize);
+            match ph.p_type {
+                PT_LOAD => {
+                    l.segments.push((start, end, ph.p_flags & PF_W != 0));
+                    l.loads.push((ph.p_vaddr, ph.p_memsz, ph.p_offset));
+                }
+                PT_GNU_RELRO => l.relro.push((start, end)),
+                PT_NOTE if l.build_id.is_none() => {
+                    // SAFETY: a PT_NOTE segment of a loaded object lies inside
+                    // one of its PT_LOAD segments, mapped and readable.
+                    let notes = unsafe {
+                        std::slice::from_raw_parts(start as *const u8, ph.p_memsz as usize)
+                    };
+                    l.build_id = build_id_in_notes(notes);
+                }
+                _ => {}
+            }
+        }
+        out.push(l);
+        0
+    }
+    let mut v: Vec<Loaded> = Vec::new();
+    // SAFETY: the callback matches dl_iterate_phdr's contract and only
+    // appends to v.
+    unsafe { libc::dl_iterate_phdr(Some(each), (&mut v as *mut Vec<Loaded>).cast()) };
+    v
+}
+
+/// The GNU build-id in a run of ELF notes (4-byte aligned, native endian).
+fn build_id_in_notes(mut b: &[u8]) -> Option<Vec<u8>> {
+    let word = |b: &[u8], at: usize| -> Option<usize> {
+        let s = b.get(at..at + 4)?;
+        Some(u32::from_ne_bytes([s[0], s[1], s[2], s[3]]) as usize)
+    };
+    let align = |n: usize| (n + 3) & !3;
+    while b.len() >= 12 {
+        let (namesz, descsz, ty) = (word(b, 0)?, word(b, 4)?, word(b, 8)?);
+        let name = b.get(12..12 + namesz)?;
+        let desc_at = 12 + align(namesz);
+        let desc = b.get(desc_at..desc_at + descsz)?;
+        if ty == object::elf::NT_GNU_BUILD_ID as usize && name == b"GNU\0" {
+            return Some(desc.to_vec());
+        }
+        b = b.get(desc_at + align(descsz)..)?;
+    }
+    None
+}
+
+/// A read-only private mapping of a whole file, unmapped on drop.
+struct Mapped {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Mapped {
+    fn open(path: &str) -> Option<Mapped> {
+        let file = std::fs::File::open(path).ok()?;
+        let len = usize::try_from(file.metadata().ok()?.len()).ok()?;
+        if len == 0 {
+            return None;
+        }
+        // SAFETY: a fresh read-only private mapping of an open file; the
+        // descriptor may be closed once mapped. (A file truncated under us
+        // would fault, as would the program whose code is mapped from it.)
+        let ptr = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                std::os::fd::AsRawFd::as_raw_fd(&file),
+                0,
+            )
+        };
+        (ptr != libc::MAP_FAILED).then_some(Mapped { ptr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: ptr/len describe the live mapping made in `open`.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was made in `open` and nothing borrows it now.
+        unsafe { libc::munmap(self.ptr, self.len) };
+    }
+}
+
+/// A static symbol, found.
+pub struct StaticHit {
+    pub addr: usize,
+    pub size: usize,
+}
+
+/// Why the static symbol table gave no answer.
+pub enum StaticMiss {
+    /// No usable symbol table, or no such name in it.
+    NotFound,
+    /// Found, but it cannot be used; the message says why.
+    Unusable(String),
+}
+
+/// Look `name` up in the `.symtab` of the file `obj` was loaded from.
+pub fn find_static(obj: &Loaded, name: &str) -> Result<StaticHit, StaticMiss> {
+    let map = Mapped::open(obj.path()).ok_or(StaticMiss::NotFound)?;
+    let file = ElfFile64::<Endianness>::parse(map.bytes()).map_err(|_| StaticMiss::NotFound)?;
+    if !same_object(obj, &file) {
+        return Err(StaticMiss::NotFound);
+    }
+    if file.symbol_table().is_none() {
+        return Err(StaticMiss::NotFound);
+    }
+    let shown = if obj.name.is_empty() {
+        "the program"
+    } else {
+        obj.name.as_str()
+    };
+    let mut hits: Vec<(u64, u64)> = Vec::new();
+    for sym in file.symbols() {
+        if sym.name_bytes().ok() != Some(name.as_bytes()) || !sym.is_definition() {
+            continue;
+        }
+        if sym.kind() == SymbolKind::Tls {
+            return Err(StaticMiss::Unusable(format!(
+                "{name} in {shown} is thread-local: not supported"
+            )));
+        }
+        if sym.section_index().is_none() {
+            continue;
+        }
+        if !hits.iter().any(|&(a, _)| a == sym.address()) {
+            hits.push((sym.address(), sym.size()));
+        }
+    }
+    match hits.as_slice() {
+        [] => Err(StaticMiss::NotFound),
+        [(a, s)] => {
+            let addr = obj.bias.wrapping_add(*a as usize);
+            let size = *s as usize;
+            if !obj.contains(addr, size) {
+                return Err(StaticMiss::Unusable(format!("{name} in {shown} is not in a loaded segment")));
+            }
+            Ok(StaticHit { addr, size })
+        }
+        many => Err(StaticMiss::Unusable(format!(
+            "{} static symbols named {name} in {shown}: ambiguous (give the variable a unique name)",
+            many.len()
+        ))),
+    }
+}
+
+/// The file is the one the object was loaded from: same build-id when both
+/// have one, else the same loadable segments.
+fn same_object(obj: &Loaded, file: &ElfFile64<Endianness>) -> bool {
+    if let (Some(mem), Ok(Some(disk))) = (&obj.build_id, file.build_id()) {
+        return mem.as_slice() == disk;
+    }
+    let disk: Vec<(u64, u64, u64)> = file
+        .segments()
+        .map(|s| (s.address(), s.size(), s.file_range().0))
+        .collect();
+    !obj.loads.is_empty() && disk == obj.loads
+}
+
+/// The loaded object containing `addr`, if any.
+pub fn object_at(objs: &[Loaded], addr: usize) -> Option<&Loaded> {
+    objs.iter().find(|o| o.contains(addr, 1))
+}
+
+/// Does the loaded object `obj` answer to the name `lib` in a config
+/// (`libfoo.so.1`, a full path, or the program's own name)? `loader_name`
+/// is what `dlopen(lib, RTLD_NOLOAD)` found, which matches by soname.
+pub fn matches(obj: &Loaded, lib: &str, loader_name: Option<&str>, exe: &str) -> bool {
+    let name = if obj.name.is_empty() {
+        exe
+    } else {
+        obj.name.as_str()
+    };
+    let base = name.rsplit('/').next().unwrap_or(name);
+    name == lib || base == lib || (loader_name.is_some_and(|n| n == name) && !name.is_empty())
+}
