@@ -23,21 +23,33 @@ fn alloc_run(s: &Scratch, text: &str) -> (Outcome, Log) {
     let preload = format!("{} {}", lib().display(), fixture("alloccount").display());
     cmd.env("LD_PRELOAD", preload);
     let out = run(s, cmd, TIMEOUT);
-    out.assert_success();
+    out.assert_success().assert_config_accepted();
     let log = Log::read(&s.path("fg.log"));
     (out, log)
 }
 
 fn child_allocs(out: &Outcome) -> u64 {
-    out.get("", "child_allocs").parse().expect("child_allocs is a number")
+    out.get("", "child_allocs")
+        .parse()
+        .expect("child_allocs is a number")
 }
 
 /// The child phase really ran (and reported), so a zero count means something.
 fn assert_child_phase_ran(s: &Scratch, log: &Log, calls: usize) {
     let t = s.trace();
     assert_eq!(t.count("child"), 1, "child call did not run:\n{}", t.raw);
-    assert_eq!(t.count("child2"), usize::from(calls > 1), "child call did not run:\n{}", t.raw);
-    assert_eq!(log.children().len(), 1, "the child did not write its report:\n{}", log.raw);
+    assert_eq!(
+        t.count("child2"),
+        usize::from(calls > 1),
+        "child call did not run:\n{}",
+        t.raw
+    );
+    assert_eq!(
+        log.children().len(),
+        1,
+        "the child did not write its report:\n{}",
+        log.raw
+    );
 }
 
 #[test]
@@ -46,77 +58,124 @@ fn child_phase_with_calls_settings_log_and_handshake_does_not_allocate() {
     let text = format!(
         "{}{}{CHILD_SETTINGS}",
         header(&s.path("fg.log"), "handshake_timeout_ms = 5000"),
-        calls(&[("prepare", "fgt_prepare"), ("child", "fgt_child"), ("child", "fgt_child2")])
+        calls(&[
+            ("prepare", "fgt_prepare"),
+            ("child", "fgt_child"),
+            ("child", "fgt_child2")
+        ])
     );
     let (out, log) = alloc_run(&s, &text);
     assert_child_phase_ran(&s, &log, 2);
     log.assert_all_parse();
-    assert_eq!(child_allocs(&out), 0, "the child phase allocated:\n{}\nlog:\n{}", out.dump(), log.raw);
+    assert_eq!(
+        child_allocs(&out),
+        0,
+        "the child phase allocated:\n{}\nlog:\n{}",
+        out.dump(),
+        log.raw
+    );
 }
 
-#[test]
-fn child_phase_with_every_action_kind_and_json_log_does_not_allocate() {
-    let s = Scratch::new("allocall");
-    let text = format!(
-        "{}{}{CHILD_SETTINGS}
-[[lock]]
-symbol = \"fgt_lock\"
-type = \"mutex\"
-
+const ZERO_AND_FDS: &str = "
 [[zero]]
 symbol = \"fgt_zero_me\"
 
 [[fd]]
-select = {{ fd = 60 }}
+select = { fd = 60 }
 action = \"close\"
 
 [[fd]]
-select = {{ fd = 61 }}
+select = { fd = 61 }
 action = \"devnull\"
 
 [[fd]]
-select = {{ fd = 62 }}
-action = \"reopen\"
-path = \"{}/reopen.%p.%P.log\"
-flags = [\"append\", \"create\"]
-mode = 0o640
-
-[[fd]]
-select = {{ fd = 63, kind = \"eventfd\" }}
+select = { fd = 63, kind = \"eventfd\" }
 action = \"renew\"
 
 [[fd]]
-select = {{ fd = 64, kind = \"socket\" }}
+select = { fd = 64, kind = \"socket\" }
 action = \"disconnect\"
 
 [[fd]]
-select = {{ fd = 65 }}
+select = { fd = 65 }
 action = \"cloexec\"
-",
-        header(&s.path("fg.log"), "handshake_timeout_ms = 5000\nlog_format = \"json\""),
-        calls(&[("prepare", "fgt_prepare"), ("child", "fgt_child")]),
+";
+
+const LOCKS: &str = "
+[[lock]]
+symbol = \"fgt_lock\"
+type = \"mutex\"
+
+[[lock]]
+symbol = \"fgt_lock2\"
+type = \"mutex\"
+strategy = \"reinit\"
+";
+
+/// allocfix under a json-logging, handshaking config with every child
+/// setting, a prepare and a child call, and `actions`.
+fn alloc_json_run(tag: &str, actions: &str) {
+    let s = Scratch::new(tag);
+    let reopen = format!(
+        "\n[[fd]]\nselect = {{ fd = 62 }}\naction = \"reopen\"\npath = \"{}/reopen.%p.%P.log\"\nflags = [\"append\", \"create\"]\nmode = 0o640\n",
         s.dir.display()
+    );
+    let text = format!(
+        "{}{}{CHILD_SETTINGS}{actions}{reopen}",
+        header(
+            &s.path("fg.log"),
+            "handshake_timeout_ms = 5000\nlog_format = \"json\""
+        ),
+        calls(&[("prepare", "fgt_prepare"), ("child", "fgt_child")]),
     );
     let cfg = s.config("fg.toml", &text);
     let mut cmd = fixture_cmd(&s, "allocfix", &[], &cfg);
-    cmd.env("LD_PRELOAD", format!("{} {}", lib().display(), fixture("alloccount").display()));
+    cmd.env(
+        "LD_PRELOAD",
+        format!("{} {}", lib().display(), fixture("alloccount").display()),
+    );
     let out = run(&s, cmd, TIMEOUT);
-    out.assert_success();
+    out.assert_success().assert_config_accepted();
     let t = s.trace();
-    assert_eq!(t.count("child"), 1, "child call did not run:\n{}\n{}", t.raw, out.dump());
+    assert_eq!(
+        t.count("child"),
+        1,
+        "child call did not run:\n{}\n{}",
+        t.raw,
+        out.dump()
+    );
     let raw = std::fs::read_to_string(s.path("fg.log")).unwrap_or_default();
     let child_events: Vec<Json> = raw
         .lines()
         .filter_map(|l| Json::parse(l).ok())
         .filter(|j| j.get("event").and_then(Json::as_str) == Some("child"))
         .collect();
-    assert_eq!(child_events.len(), 1, "the child did not write its json report:\n{raw}");
+    assert_eq!(
+        child_events.len(),
+        1,
+        "the child did not write its json report:\n{raw}"
+    );
     assert_eq!(
         child_events[0].get("actions_failed").and_then(Json::as_i64),
         Some(0),
         "an action failed in the child:\n{raw}"
     );
-    assert_eq!(child_allocs(&out), 0, "the child phase allocated:\n{}\nlog:\n{raw}", out.dump());
+    assert_eq!(
+        child_allocs(&out),
+        0,
+        "the child phase allocated:\n{}\nlog:\n{raw}",
+        out.dump()
+    );
+}
+
+#[test]
+fn child_phase_with_zero_fd_actions_and_json_log_does_not_allocate() {
+    alloc_json_run("allocfd", ZERO_AND_FDS);
+}
+
+#[test]
+fn child_phase_with_lock_actions_does_not_allocate() {
+    alloc_json_run("alloclock", LOCKS);
 }
 
 #[test]
@@ -130,5 +189,9 @@ fn allocating_child_call_is_detected() {
     );
     let (out, log) = alloc_run(&s, &text);
     assert_child_phase_ran(&s, &log, 1);
-    assert!(child_allocs(&out) >= 1, "a strdup in the child phase went unseen:\n{}", out.dump());
+    assert!(
+        child_allocs(&out) >= 1,
+        "a strdup in the child phase went unseen:\n{}",
+        out.dump()
+    );
 }

@@ -15,11 +15,17 @@ oom_score_adj = 500
 name = \"fgtworker\"
 ";
 
-fn run_childcheck(s: &Scratch, child_table: &str) -> Outcome {
+/// Runs `childcheck settings` under a config of `[child] child_table`,
+/// written to `NAME.toml`.
+fn run_childcheck(s: &Scratch, name: &str, child_table: &str) -> Outcome {
     let text = format!("{}{child_table}", header(&s.path("fg.log"), ""));
-    let cfg = s.config(&format!("fg{}.toml", text.len()), &text);
-    let out = run(s, fixture_cmd(s, "childcheck", &["settings"], &cfg), TIMEOUT);
-    out.assert_success();
+    let cfg = s.config(&format!("{name}.toml"), &text);
+    let out = run(
+        s,
+        fixture_cmd(s, "childcheck", &["settings"], &cfg),
+        TIMEOUT,
+    );
+    out.assert_success().assert_config_accepted();
     out
 }
 
@@ -28,7 +34,7 @@ fn without_child_settings_the_child_inherits_everything() {
     // The control: proves the fixture sees the inherited state, so the test
     // below can fail.
     let s = Scratch::new("childctl");
-    let out = run_childcheck(&s, "");
+    let out = run_childcheck(&s, "none", "");
     let child = out.kv("child:");
     let parent = out.kv("parent:");
     assert_eq!(child["pdeathsig"], "0", "{}", out.dump());
@@ -42,13 +48,28 @@ fn without_child_settings_the_child_inherits_everything() {
 #[test]
 fn every_child_setting_applies_in_the_child_only() {
     let s = Scratch::new("childset");
-    let out = run_childcheck(&s, ALL_SETTINGS);
+    let out = run_childcheck(&s, "all", ALL_SETTINGS);
     let child = out.kv("child:");
-    assert_eq!(child["pdeathsig"], libc::SIGTERM.to_string(), "parent_death_signal:\n{}", out.dump());
+    assert_eq!(
+        child["pdeathsig"],
+        libc::SIGTERM.to_string(),
+        "parent_death_signal:\n{}",
+        out.dump()
+    );
     assert_eq!(child["name"], "fgtworker", "name:\n{}", out.dump());
     assert_eq!(child["sid_is_pid"], "1", "new_session:\n{}", out.dump());
-    assert_eq!(child["usr1_blocked"], "0", "reset_signal_mask:\n{}", out.dump());
-    assert_eq!(child["usr2_default"], "1", "reset_signal_handlers:\n{}", out.dump());
+    assert_eq!(
+        child["usr1_blocked"],
+        "0",
+        "reset_signal_mask:\n{}",
+        out.dump()
+    );
+    assert_eq!(
+        child["usr2_default"],
+        "1",
+        "reset_signal_handlers:\n{}",
+        out.dump()
+    );
     assert_eq!(child["oom"], "500", "oom_score_adj:\n{}", out.dump());
     // The parent is left alone.
     let parent = out.kv("parent:");
@@ -62,28 +83,49 @@ fn every_child_setting_applies_in_the_child_only() {
     log.assert_all_parse();
     let kids = log.children();
     assert_eq!(kids.len(), 1, "{}", log.raw);
-    let LogLine::Child { summary, .. } = kids[0] else { unreachable!() };
+    let LogLine::Child { summary, .. } = kids[0] else {
+        unreachable!()
+    };
     assert_eq!(summary.failed, 0, "a child setting failed:\n{}", log.raw);
 }
 
 #[test]
 fn parent_death_signal_spellings() {
     let s = Scratch::new("pdeathnames");
-    for (spelling, want) in [("\"SIGKILL\"", libc::SIGKILL), ("\"HUP\"", libc::SIGHUP), ("10", 10)] {
-        let out = run_childcheck(&s, &format!("[child]\nparent_death_signal = {spelling}\n"));
-        assert_eq!(out.get("child:", "pdeathsig"), want.to_string(), "parent_death_signal = {spelling}\n{}", out.dump());
+    for (i, (spelling, want)) in [
+        ("\"SIGKILL\"", libc::SIGKILL),
+        ("\"HUP\"", libc::SIGHUP),
+        ("10", 10),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = run_childcheck(
+            &s,
+            &format!("sig{i}"),
+            &format!("[child]\nparent_death_signal = {spelling}\n"),
+        );
+        assert_eq!(
+            out.get("child:", "pdeathsig"),
+            want.to_string(),
+            "parent_death_signal = {spelling}\n{}",
+            out.dump()
+        );
     }
 }
 
 fn pdeath_race(s: &Scratch, disable: bool) -> Outcome {
-    let text = format!("{}[child]\nparent_death_signal = \"TERM\"\n", header(&s.path("fg.log"), ""));
+    let text = format!(
+        "{}[child]\nparent_death_signal = \"TERM\"\n",
+        header(&s.path("fg.log"), "")
+    );
     let cfg = s.config("fg.toml", &text);
     let mut cmd = fixture_cmd(s, "pdeath", &[], &cfg);
     if disable {
         cmd.env("FORKGUARD_DISABLE", "1");
     }
     let out = run(s, cmd, TIMEOUT);
-    out.assert_success();
+    out.assert_success().assert_config_accepted();
     assert_eq!(out.get("", "middle-status"), "0", "{}", out.dump());
     out
 }
@@ -94,7 +136,12 @@ fn parent_death_signal_when_parent_died_before_prctl() {
     // fixture really does outlive its parent.
     let s = Scratch::new("pdeathrace");
     let ctl = pdeath_race(&s, true);
-    assert_eq!(ctl.kv("").get("grandchild-exit").map(String::as_str), Some("0"), "control:\n{}", ctl.dump());
+    assert_eq!(
+        ctl.kv("").get("grandchild-exit").map(String::as_str),
+        Some("0"),
+        "control:\n{}",
+        ctl.dump()
+    );
 
     s.reset_trace();
     let out = pdeath_race(&s, false);

@@ -21,7 +21,14 @@ struct Bad {
 }
 
 const CORPUS: &[Bad] = &[
-    Bad { name: "unknown settings key", version: "1", body: "colour = \"blue\"\n", line: 5, col: 1, hint: "colour" },
+    Bad {
+        name: "unknown settings key",
+        version: "1",
+        body: "colour = \"blue\"\n",
+        line: 5,
+        col: 1,
+        hint: "colour",
+    },
     Bad {
         name: "unknown call key",
         version: "1",
@@ -30,10 +37,38 @@ const CORPUS: &[Bad] = &[
         col: 1,
         hint: "symbl",
     },
-    Bad { name: "bad enum value", version: "1", body: "log_format = \"xml\"\n", line: 5, col: 14, hint: "xml" },
-    Bad { name: "negative timeout", version: "1", body: "handshake_timeout_ms = -5\n", line: 5, col: 24, hint: "" },
-    Bad { name: "wrong type", version: "1", body: "vfork = 1\n", line: 5, col: 9, hint: "" },
-    Bad { name: "wrong version", version: "2", body: "", line: 1, col: 11, hint: "version" },
+    Bad {
+        name: "bad enum value",
+        version: "1",
+        body: "log_format = \"xml\"\n",
+        line: 5,
+        col: 14,
+        hint: "xml",
+    },
+    Bad {
+        name: "negative timeout",
+        version: "1",
+        body: "handshake_timeout_ms = -5\n",
+        line: 5,
+        col: 24,
+        hint: "",
+    },
+    Bad {
+        name: "wrong type",
+        version: "1",
+        body: "vfork = 1\n",
+        line: 5,
+        col: 9,
+        hint: "",
+    },
+    Bad {
+        name: "wrong version",
+        version: "2",
+        body: "",
+        line: 1,
+        col: 11,
+        hint: "version",
+    },
     Bad {
         name: "bad signal name",
         version: "1",
@@ -80,7 +115,10 @@ fn bad_text(b: &Bad, on_error: &str, log: &Path) -> String {
 
 /// The `forkguard:` lines of a stderr.
 fn forkguard_errors(stderr: &str) -> Vec<&str> {
-    stderr.lines().filter(|l| l.starts_with("forkguard:")).collect()
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("forkguard:"))
+        .collect()
 }
 
 fn check_corpus(on_error: &str) {
@@ -88,17 +126,25 @@ fn check_corpus(on_error: &str) {
     let mut failures = Vec::new();
     for (i, b) in CORPUS.iter().enumerate() {
         s.reset_trace();
-        let cfg = s.config(&format!("bad{i}.toml"), &bad_text(b, on_error, &s.path("fg.log")));
+        let cfg = s.config(
+            &format!("bad{i}.toml"),
+            &bad_text(b, on_error, &s.path("fg.log")),
+        );
         let out = run(&s, fixture_cmd(&s, "forker", &["fork"], &cfg), TIMEOUT);
         let t = s.trace();
         let errs = forkguard_errors(&out.stderr);
         let prefix = format!("forkguard: {}:{}:{}: ", cfg.display(), b.line, b.col);
         let mut problems = Vec::new();
         if errs.len() != 1 {
-            problems.push(format!("expected exactly one forkguard: line on stderr, got {}", errs.len()));
+            problems.push(format!(
+                "expected exactly one forkguard: line on stderr, got {}",
+                errs.len()
+            ));
         }
         match errs.first() {
-            Some(e) if !e.starts_with(&prefix) => problems.push(format!("expected prefix {prefix:?}")),
+            Some(e) if !e.starts_with(&prefix) => {
+                problems.push(format!("expected prefix {prefix:?}"))
+            }
             Some(e) if !e.to_lowercase().contains(&b.hint.to_lowercase()) => {
                 problems.push(format!("message should mention {:?}", b.hint))
             }
@@ -107,14 +153,20 @@ fn check_corpus(on_error: &str) {
         }
         if on_error == "abort" {
             if out.code() != Some(70) {
-                problems.push(format!("on_error = \"abort\" should exit 70 before main, got {:?}", out.status));
+                problems.push(format!(
+                    "on_error = \"abort\" should exit 70 before main, got {:?}",
+                    out.status
+                ));
             }
             if t.count("main-before") != 0 {
                 problems.push("main ran despite on_error = \"abort\"".into());
             }
         } else {
             if !out.status.success() {
-                problems.push(format!("on_error = \"warn\" should run the program, got {:?}", out.status));
+                problems.push(format!(
+                    "on_error = \"warn\" should run the program, got {:?}",
+                    out.status
+                ));
             }
             if t.count("main-before") != 1 {
                 problems.push("main did not run".into());
@@ -124,10 +176,21 @@ fn check_corpus(on_error: &str) {
             }
         }
         if !problems.is_empty() {
-            failures.push(format!("[{}] {}\n  stderr: {:?}", b.name, problems.join("; "), out.stderr));
+            failures.push(format!(
+                "[{}] {}\n  stderr: {:?}",
+                b.name,
+                problems.join("; "),
+                out.stderr
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} bad configs mishandled:\n{}", failures.len(), CORPUS.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} bad configs mishandled:\n{}",
+        failures.len(),
+        CORPUS.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -144,7 +207,14 @@ fn bad_configs_abort_with_70_before_main() {
 fn good_config_of_the_corpus_shape_is_applied() {
     // Control for the corpus: the same shape without the mistake is accepted.
     let s = Scratch::new("goodcfg");
-    let good = Bad { name: "good", version: "1", body: "", line: 0, col: 0, hint: "" };
+    let good = Bad {
+        name: "good",
+        version: "1",
+        body: "",
+        line: 0,
+        col: 0,
+        hint: "",
+    };
     let cfg = s.config("good.toml", &bad_text(&good, "abort", &s.path("fg.log")));
     let out = run(&s, fixture_cmd(&s, "forker", &["fork"], &cfg), TIMEOUT);
     out.assert_success();
@@ -187,10 +257,16 @@ fn unsafe_config_files_are_refused() {
         let prefix = format!("forkguard: {}: ", cfg.display());
         let t = s.trace();
         if errs.len() != 1 || !errs[0].starts_with(&prefix) {
-            failures.push(format!("[{name}] expected one line starting {prefix:?}, stderr: {:?}", out.stderr));
+            failures.push(format!(
+                "[{name}] expected one line starting {prefix:?}, stderr: {:?}",
+                out.stderr
+            ));
         }
         if !out.status.success() || t.count("main-before") != 1 {
-            failures.push(format!("[{name}] program did not run normally: {:?}", out.status));
+            failures.push(format!(
+                "[{name}] program did not run normally: {:?}",
+                out.status
+            ));
         }
         if t.count("prepare") != 0 {
             failures.push(format!("[{name}] refused config was applied"));
@@ -216,9 +292,17 @@ fn forkguard_disable_is_pure_pass_through() {
     let t = s.trace();
     assert_eq!(t.count("parent-main"), 1, "{}", t.raw);
     for w in ["prepare", "parent", "child"] {
-        assert_eq!(t.count(w), 0, "FORKGUARD_DISABLE=1 still ran a {w} phase:\n{}", t.raw);
+        assert_eq!(
+            t.count(w),
+            0,
+            "FORKGUARD_DISABLE=1 still ran a {w} phase:\n{}",
+            t.raw
+        );
     }
-    assert!(std::fs::read_to_string(&log).unwrap_or_default().is_empty(), "FORKGUARD_DISABLE=1 still logged");
+    assert!(
+        std::fs::read_to_string(&log).unwrap_or_default().is_empty(),
+        "FORKGUARD_DISABLE=1 still logged"
+    );
     assert!(out.stderr.is_empty(), "{}", out.dump());
 
     // Control: the same run without the variable is guarded.
@@ -231,27 +315,52 @@ fn forkguard_disable_is_pure_pass_through() {
 fn forkguard_log_overrides_config() {
     let s = Scratch::new("logenv");
     // Config says off; the variable names a file.
-    let off = s.config("off.toml", &format!("version = 1\n[settings]\nlog = \"off\"\n{}", trace_calls()));
+    let off = s.config(
+        "off.toml",
+        &format!("version = 1\n[settings]\nlog = \"off\"\n{}", trace_calls()),
+    );
     let envlog = s.path("env.log");
     let mut cmd = fixture_cmd(&s, "forker", &["fork"], &off);
     cmd.env("FORKGUARD_LOG", &envlog);
     run(&s, cmd, TIMEOUT).assert_success();
     let log = Log::read(&envlog);
     log.assert_all_parse();
-    assert_eq!(log.forks().len(), 1, "FORKGUARD_LOG=<file> ignored:\n{}", log.raw);
-    assert_eq!(log.children().len(), 1, "FORKGUARD_LOG=<file> ignored:\n{}", log.raw);
+    assert_eq!(
+        log.forks().len(),
+        1,
+        "FORKGUARD_LOG=<file> ignored:\n{}",
+        log.raw
+    );
+    assert_eq!(
+        log.children().len(),
+        1,
+        "FORKGUARD_LOG=<file> ignored:\n{}",
+        log.raw
+    );
 
     // Config names a file; the variable says off.
     let cfglog = s.path("cfg.log");
-    let to_file = s.config("file.toml", &format!("{}{}", header(&cfglog, ""), trace_calls()));
+    let to_file = s.config(
+        "file.toml",
+        &format!("{}{}", header(&cfglog, ""), trace_calls()),
+    );
     s.reset_trace();
     let mut cmd = fixture_cmd(&s, "forker", &["fork"], &to_file);
     cmd.env("FORKGUARD_LOG", "off");
     let out = run(&s, cmd, TIMEOUT);
     out.assert_success();
     assert_eq!(s.trace().count("prepare"), 1, "config not applied");
-    assert!(std::fs::read_to_string(&cfglog).unwrap_or_default().is_empty(), "FORKGUARD_LOG=off ignored");
-    assert!(!out.stderr.contains("forkguard["), "FORKGUARD_LOG=off still logged:\n{}", out.dump());
+    assert!(
+        std::fs::read_to_string(&cfglog)
+            .unwrap_or_default()
+            .is_empty(),
+        "FORKGUARD_LOG=off ignored"
+    );
+    assert!(
+        !out.stderr.contains("forkguard["),
+        "FORKGUARD_LOG=off still logged:\n{}",
+        out.dump()
+    );
 
     // The variable says stderr.
     let mut cmd = fixture_cmd(&s, "forker", &["fork"], &to_file);
@@ -260,37 +369,84 @@ fn forkguard_log_overrides_config() {
     out.assert_success();
     let log = Log::parse_forkguard_lines(&out.stderr);
     log.assert_all_parse();
-    assert_eq!(log.forks().len(), 1, "FORKGUARD_LOG=stderr ignored:\n{}", out.dump());
-    assert_eq!(log.children().len(), 1, "FORKGUARD_LOG=stderr ignored:\n{}", out.dump());
-    assert!(std::fs::read_to_string(&cfglog).unwrap_or_default().is_empty(), "logged to the config's file too");
+    assert_eq!(
+        log.forks().len(),
+        1,
+        "FORKGUARD_LOG=stderr ignored:\n{}",
+        out.dump()
+    );
+    assert_eq!(
+        log.children().len(),
+        1,
+        "FORKGUARD_LOG=stderr ignored:\n{}",
+        out.dump()
+    );
+    assert!(
+        std::fs::read_to_string(&cfglog)
+            .unwrap_or_default()
+            .is_empty(),
+        "logged to the config's file too"
+    );
 }
 
 fn json_lines(p: &Path) -> Vec<Json> {
     let raw = std::fs::read_to_string(p).unwrap_or_default();
     raw.lines()
-        .map(|l| Json::parse(l).unwrap_or_else(|e| panic!("log line is not one json object ({e}): {l:?}\n{raw}")))
+        .map(|l| {
+            Json::parse(l)
+                .unwrap_or_else(|e| panic!("log line is not one json object ({e}): {l:?}\n{raw}"))
+        })
         .collect()
 }
 
 fn event<'a>(lines: &'a [Json], name: &str) -> Vec<&'a Json> {
-    lines.iter().filter(|j| j.get("event").and_then(Json::as_str) == Some(name)).collect()
+    lines
+        .iter()
+        .filter(|j| j.get("event").and_then(Json::as_str) == Some(name))
+        .collect()
 }
 
 fn check_common_json(j: &Json) {
-    let ts = j.get("ts").and_then(Json::as_f64).unwrap_or_else(|| panic!("no numeric ts: {j:?}"));
-    assert!((ts - now_unix()).abs() < 600.0, "ts is not unix seconds: {j:?}");
-    assert!(j.get("pid").and_then(Json::as_i64).is_some_and(|p| p > 0), "pid: {j:?}");
-    assert!(j.get("phase_us").and_then(Json::as_f64).is_some_and(|t| t >= 0.0), "phase_us: {j:?}");
-    assert!(j.get("actions_ok").and_then(Json::as_i64).is_some(), "actions_ok: {j:?}");
-    assert!(j.get("actions_failed").and_then(Json::as_i64).is_some(), "actions_failed: {j:?}");
-    assert!(j.get("errors").and_then(Json::as_arr).is_some(), "errors list: {j:?}");
+    let ts = j
+        .get("ts")
+        .and_then(Json::as_f64)
+        .unwrap_or_else(|| panic!("no numeric ts: {j:?}"));
+    assert!(
+        (ts - now_unix()).abs() < 600.0,
+        "ts is not unix seconds: {j:?}"
+    );
+    assert!(
+        j.get("pid").and_then(Json::as_i64).is_some_and(|p| p > 0),
+        "pid: {j:?}"
+    );
+    assert!(
+        j.get("phase_us")
+            .and_then(Json::as_f64)
+            .is_some_and(|t| t >= 0.0),
+        "phase_us: {j:?}"
+    );
+    assert!(
+        j.get("actions_ok").and_then(Json::as_i64).is_some(),
+        "actions_ok: {j:?}"
+    );
+    assert!(
+        j.get("actions_failed").and_then(Json::as_i64).is_some(),
+        "actions_failed: {j:?}"
+    );
+    assert!(
+        j.get("errors").and_then(Json::as_arr).is_some(),
+        "errors list: {j:?}"
+    );
 }
 
 #[test]
 fn json_log_has_the_documented_fields() {
     let s = Scratch::new("json");
     let log = s.path("fg.log");
-    let cfg = s.config("fg.toml", &format!("{}{}", header(&log, "log_format = \"json\""), trace_calls()));
+    let cfg = s.config(
+        "fg.toml",
+        &format!("{}{}", header(&log, "log_format = \"json\""), trace_calls()),
+    );
     run(&s, fixture_cmd(&s, "forker", &["fork"], &cfg), TIMEOUT).assert_success();
     let t = s.trace();
     let parent = t.one("main-before").pid();
@@ -303,21 +459,46 @@ fn json_log_has_the_documented_fields() {
     assert_eq!(f.get("pid").and_then(Json::as_i64), Some(parent), "{f:?}");
     assert_eq!(f.get("child").and_then(Json::as_i64), Some(child), "{f:?}");
     assert_eq!(f.get("via").and_then(Json::as_str), Some("fork"), "{f:?}");
-    assert_eq!(f.get("actions_ok").and_then(Json::as_i64), Some(2), "prepare + parent call: {f:?}");
-    assert_eq!(f.get("actions_failed").and_then(Json::as_i64), Some(0), "{f:?}");
-    assert_eq!(f.get("errors").and_then(Json::as_arr).map(<[Json]>::len), Some(0), "{f:?}");
+    assert_eq!(
+        f.get("actions_ok").and_then(Json::as_i64),
+        Some(2),
+        "prepare + parent call: {f:?}"
+    );
+    assert_eq!(
+        f.get("actions_failed").and_then(Json::as_i64),
+        Some(0),
+        "{f:?}"
+    );
+    assert_eq!(
+        f.get("errors").and_then(Json::as_arr).map(<[Json]>::len),
+        Some(0),
+        "{f:?}"
+    );
     let kids = event(&lines, "child");
     assert_eq!(kids.len(), 1, "{lines:?}");
     check_common_json(kids[0]);
-    assert_eq!(kids[0].get("pid").and_then(Json::as_i64), Some(child), "{:?}", kids[0]);
-    assert_eq!(kids[0].get("actions_ok").and_then(Json::as_i64), Some(1), "{:?}", kids[0]);
+    assert_eq!(
+        kids[0].get("pid").and_then(Json::as_i64),
+        Some(child),
+        "{:?}",
+        kids[0]
+    );
+    assert_eq!(
+        kids[0].get("actions_ok").and_then(Json::as_i64),
+        Some(1),
+        "{:?}",
+        kids[0]
+    );
 }
 
 #[test]
 fn json_log_reports_failed_fork() {
     let s = Scratch::new("jsonfail");
     let log = s.path("fg.log");
-    let cfg = s.config("fg.toml", &format!("{}{}", header(&log, "log_format = \"json\""), trace_calls()));
+    let cfg = s.config(
+        "fg.toml",
+        &format!("{}{}", header(&log, "log_format = \"json\""), trace_calls()),
+    );
     run(&s, fixture_cmd(&s, "forker", &["fail"], &cfg), TIMEOUT).assert_success();
     let lines = json_lines(&log);
     let forks = event(&lines, "fork");
@@ -325,7 +506,9 @@ fn json_log_reports_failed_fork() {
     let f = forks[0];
     check_common_json(f);
     assert_eq!(f.get("child").and_then(Json::as_i64), Some(-1), "{f:?}");
-    let errno = f.get("errno").unwrap_or_else(|| panic!("no errno on a failed fork: {f:?}"));
+    let errno = f
+        .get("errno")
+        .unwrap_or_else(|| panic!("no errno on a failed fork: {f:?}"));
     assert!(
         errno.as_str() == Some("EAGAIN") || errno.as_i64() == Some(libc::EAGAIN as i64),
         "errno should be EAGAIN: {f:?}"
@@ -336,7 +519,10 @@ fn json_log_reports_failed_fork() {
 fn json_log_reports_config_error() {
     let s = Scratch::new("jsoncfg");
     let log = s.path("fg.log");
-    let text = format!("version = 1\n[settings]\nlog = \"{}\"\nlog_format = \"json\"\nbogus = 1\n", log.display());
+    let text = format!(
+        "version = 1\n[settings]\nlog = \"{}\"\nlog_format = \"json\"\nbogus = 1\n",
+        log.display()
+    );
     let cfg = s.config("fg.toml", &text);
     let out = run(&s, fixture_cmd(&s, "forker", &["fork"], &cfg), TIMEOUT);
     out.assert_success();
@@ -344,5 +530,9 @@ fn json_log_reports_config_error() {
     // goes to stderr in the documented text form.
     let errs = forkguard_errors(&out.stderr);
     assert_eq!(errs.len(), 1, "{}", out.dump());
-    assert!(errs[0].starts_with(&format!("forkguard: {}:5:1: ", cfg.display())), "{}", out.dump());
+    assert!(
+        errs[0].starts_with(&format!("forkguard: {}:5:1: ", cfg.display())),
+        "{}",
+        out.dump()
+    );
 }

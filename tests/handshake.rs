@@ -7,7 +7,11 @@ mod common;
 use common::*;
 
 fn handshake_run(s: &Scratch, mode: &str, timeout_ms: u32, call: &str) -> Outcome {
-    let settings = if timeout_ms > 0 { format!("handshake_timeout_ms = {timeout_ms}") } else { String::new() };
+    let settings = if timeout_ms > 0 {
+        format!("handshake_timeout_ms = {timeout_ms}")
+    } else {
+        String::new()
+    };
     // Logging to stderr: a log file kept open by forkguard would show up as
     // a descriptor that was not there before the fork.
     let text = format!(
@@ -19,9 +23,13 @@ fn handshake_run(s: &Scratch, mode: &str, timeout_ms: u32, call: &str) -> Outcom
     let mut cmd = fixture_cmd(s, "handshake", &[mode], &cfg);
     cmd.env("FGT_MARKER", &marker);
     let out = run(s, cmd, TIMEOUT);
-    out.assert_success();
+    out.assert_success().assert_config_accepted();
     // Proves the config was applied (a rejected config runs unguarded).
-    assert!(s.trace().count("prepare") >= 1, "config not applied:\n{}", out.dump());
+    assert!(
+        s.trace().count("prepare") >= 1,
+        "config not applied:\n{}",
+        out.dump()
+    );
     out
 }
 
@@ -44,8 +52,18 @@ fn parent_returns_after_child_phase_finished() {
         "fork returned in the parent before the child phase finished:\n{}",
         out.dump()
     );
-    assert_eq!(out.get("", "parent_fds_same"), "1", "descriptor left in the parent:\n{}", out.dump());
-    assert_eq!(out.get("", "child_fds_same"), "1", "descriptor left in the child:\n{}", out.dump());
+    assert_eq!(
+        out.get("", "parent_fds_same"),
+        "1",
+        "descriptor left in the parent:\n{}",
+        out.dump()
+    );
+    assert_eq!(
+        out.get("", "child_fds_same"),
+        "1",
+        "descriptor left in the child:\n{}",
+        out.dump()
+    );
 }
 
 #[test]
@@ -56,7 +74,22 @@ fn slow_child_does_not_hold_parent_beyond_timeout() {
     let s = Scratch::new("hsgate");
     let out = handshake_run(&s, "gate", 300, "fgt_gate_wait");
     assert_eq!(out.get("", "marker_at_return"), "0", "{}", out.dump());
-    assert_eq!(out.get("", "marker_after_wait"), "1", "the child phase never finished:\n{}", out.dump());
-    assert_eq!(out.get("", "parent_fds_same"), "1", "descriptor left in the parent:\n{}", out.dump());
-    assert_eq!(out.get("", "child_fds_same"), "1", "descriptor left in the child:\n{}", out.dump());
+    assert_eq!(
+        out.get("", "marker_after_wait"),
+        "1",
+        "the child phase never finished:\n{}",
+        out.dump()
+    );
+    assert_eq!(
+        out.get("", "parent_fds_same"),
+        "1",
+        "descriptor left in the parent:\n{}",
+        out.dump()
+    );
+    assert_eq!(
+        out.get("", "child_fds_same"),
+        "1",
+        "descriptor left in the child:\n{}",
+        out.dump()
+    );
 }

@@ -25,14 +25,18 @@ fn calls_run_in_declaration_order_then_reverse() {
         ])
     );
     let cfg = s.config("fg.toml", &text);
-    run(&s, fixture_cmd(&s, "forker", &["fork"], &cfg), TIMEOUT).assert_success();
+    run(&s, fixture_cmd(&s, "forker", &["fork"], &cfg), TIMEOUT)
+        .assert_success()
+        .assert_config_accepted();
     let t = s.trace();
     let parent = t.one("main-before").pid();
     let child = t.one("parent-main").nums[1];
     let phase_words = |pid| -> Vec<&str> {
         t.words_of(pid)
             .into_iter()
-            .filter(|w| w.starts_with("prepare") || w.starts_with("parent") || w.starts_with("child"))
+            .filter(|w| {
+                w.starts_with("prepare") || w.starts_with("parent") || w.starts_with("child")
+            })
             .filter(|w| !w.ends_with("-main"))
             .collect()
     };
@@ -42,7 +46,12 @@ fn calls_run_in_declaration_order_then_reverse() {
         "parent-side order:\n{}",
         t.raw
     );
-    assert_eq!(phase_words(child), ["child3", "child2", "child"], "child-side order:\n{}", t.raw);
+    assert_eq!(
+        phase_words(child),
+        ["child3", "child2", "child"],
+        "child-side order:\n{}",
+        t.raw
+    );
     let log = Log::read(&s.path("fg.log"));
     log.assert_all_parse();
     let f = log.forks();
@@ -51,47 +60,65 @@ fn calls_run_in_declaration_order_then_reverse() {
     assert_eq!(phase(f[0], "parent").map(|p| p.ok), Some(3), "{}", log.raw);
 }
 
-#[test]
-fn child_phase_runs_locks_zero_fds_settings_then_calls() {
-    let s = Scratch::new("childorder");
+/// Runs `childcheck MODE` with a child-phase probe call plus `actions`;
+/// returns the probe's LOCK_FREE ZEROED FD_CLOSED NAME_SET flags.
+fn probe_child_phase(tag: &str, mode: &str, actions: &str) -> Vec<i64> {
+    let s = Scratch::new(tag);
     let text = format!(
-        "{}
-[[call]]
-phase = \"child\"
-symbol = \"fgt_child_probe\"
+        "{}{}{actions}\n[child]\nname = \"fgtworker\"\n",
+        header(&s.path("fg.log"), ""),
+        calls(&[("child", "fgt_child_probe")])
+    );
+    let cfg = s.config("fg.toml", &text);
+    let out = run(&s, fixture_cmd(&s, "childcheck", &[mode], &cfg), TIMEOUT);
+    out.assert_success().assert_config_accepted();
+    assert_eq!(out.get("child:", "name"), "fgtworker", "{}", out.dump());
+    let t = s.trace();
+    assert_eq!(
+        t.count("probe"),
+        1,
+        "child call did not run:\n{}\n{}",
+        t.raw,
+        out.dump()
+    );
+    t.one("probe").nums[1..].to_vec()
+}
 
-[[lock]]
-symbol = \"fgt_lock\"
-type = \"mutex\"
-strategy = \"reinit\"
-
+const ZERO_AND_FD: &str = "
 [[zero]]
 symbol = \"fgt_zero_me\"
 
 [[fd]]
-select = {{ fd = 50 }}
+select = { fd = 50 }
 action = \"close\"
+";
 
-[child]
-name = \"fgtworker\"
-reset_signal_mask = true
-",
-        header(&s.path("fg.log"), "")
-    );
-    let cfg = s.config("fg.toml", &text);
-    let out = run(&s, fixture_cmd(&s, "childcheck", &["order"], &cfg), TIMEOUT);
-    out.assert_success();
-    let t = s.trace();
-    let probe = t.one("probe");
+#[test]
+fn child_phase_runs_zero_fds_settings_then_calls() {
+    let probe = probe_child_phase("childorder", "settings", ZERO_AND_FD);
     assert_eq!(
-        probe.nums[1..],
-        [1, 1, 1, 1],
-        "when the child call ran: lock re-initialised, object zeroed, fd 50 closed, \
-         name set (1 = done):\n{}\n{}",
-        t.raw,
-        out.dump()
+        probe[1..],
+        [1, 1, 1],
+        "when the child call ran: object zeroed, fd 50 closed, name set (1 = done)"
     );
-    assert_eq!(out.get("child:", "name"), "fgtworker", "{}", out.dump());
+}
+
+#[test]
+fn child_phase_reinitialises_locks_before_calls() {
+    // Another thread holds fgt_lock at the fork: without re-initialising,
+    // the child could never take it.
+    let lock = "
+[[lock]]
+symbol = \"fgt_lock\"
+type = \"mutex\"
+strategy = \"reinit\"
+";
+    let probe = probe_child_phase("childlock", "order", &format!("{lock}{ZERO_AND_FD}"));
+    assert_eq!(
+        probe,
+        [1, 1, 1, 1],
+        "when the child call ran: lock re-initialised, object zeroed, fd 50 closed, name set (1 = done)"
+    );
 }
 
 #[test]
@@ -99,7 +126,9 @@ fn nested_forks_get_phases_in_children_and_grandchildren() {
     let s = Scratch::new("nested");
     let text = format!("{}{}", header(&s.path("fg.log"), ""), trace_calls());
     let cfg = s.config("fg.toml", &text);
-    run(&s, fixture_cmd(&s, "forker", &["nested"], &cfg), TIMEOUT).assert_success();
+    run(&s, fixture_cmd(&s, "forker", &["nested"], &cfg), TIMEOUT)
+        .assert_success()
+        .assert_config_accepted();
     let t = s.trace();
     let top = t.one("main-before").pid();
     let child = t.one("child-main").pid();
@@ -111,11 +140,26 @@ fn nested_forks_get_phases_in_children_and_grandchildren() {
     };
     let mut both = vec![top, child];
     both.sort();
-    assert_eq!(pids("prepare"), both, "prepare in the top process and the child:\n{}", t.raw);
-    assert_eq!(pids("parent"), both, "parent phase in the top process and the child:\n{}", t.raw);
+    assert_eq!(
+        pids("prepare"),
+        both,
+        "prepare in the top process and the child:\n{}",
+        t.raw
+    );
+    assert_eq!(
+        pids("parent"),
+        both,
+        "parent phase in the top process and the child:\n{}",
+        t.raw
+    );
     let mut kids = vec![child, grandchild];
     kids.sort();
-    assert_eq!(pids("child"), kids, "child phase in the child and the grandchild:\n{}", t.raw);
+    assert_eq!(
+        pids("child"),
+        kids,
+        "child phase in the child and the grandchild:\n{}",
+        t.raw
+    );
 
     let log = Log::read(&s.path("fg.log"));
     log.assert_all_parse();
@@ -138,7 +182,9 @@ fn fork_inside_a_phase_passes_straight_through() {
         ])
     );
     let cfg = s.config("fg.toml", &text);
-    run(&s, fixture_cmd(&s, "forker", &["fork"], &cfg), TIMEOUT).assert_success();
+    run(&s, fixture_cmd(&s, "forker", &["fork"], &cfg), TIMEOUT)
+        .assert_success()
+        .assert_config_accepted();
     let t = s.trace();
     let parent = t.one("main-before").pid();
     let child = t.one("parent-main").nums[1];
@@ -150,22 +196,49 @@ fn fork_inside_a_phase_passes_straight_through() {
     // Exactly the outer fork's phases: none for the inner forks.
     assert_eq!(t.one("prepare").pid(), parent, "{}", t.raw);
     assert_eq!(t.one("parent").pid(), parent, "{}", t.raw);
-    assert_eq!(t.one("child").pid(), child, "a phase ran for an inner fork:\n{}", t.raw);
+    assert_eq!(
+        t.one("child").pid(),
+        child,
+        "a phase ran for an inner fork:\n{}",
+        t.raw
+    );
     let log = Log::read(&s.path("fg.log"));
     log.assert_all_parse();
-    assert_eq!(log.forks().len(), 1, "only the outer fork is guarded:\n{}", log.raw);
-    assert_eq!(log.children().len(), 1, "only the outer fork is guarded:\n{}", log.raw);
+    assert_eq!(
+        log.forks().len(),
+        1,
+        "only the outer fork is guarded:\n{}",
+        log.raw
+    );
+    assert_eq!(
+        log.children().len(),
+        1,
+        "only the outer fork is guarded:\n{}",
+        log.raw
+    );
 }
 
 fn threads_forking(tag: &str, extra_settings: &str, threads: u32, iterations: u32) {
     let s = Scratch::new(tag);
-    let text = format!("{}{}", header(&s.path("fg.log"), extra_settings), trace_calls());
+    let text = format!(
+        "{}{}",
+        header(&s.path("fg.log"), extra_settings),
+        trace_calls()
+    );
     let cfg = s.config("fg.toml", &text);
     let (th, it) = (threads.to_string(), iterations.to_string());
-    let out = run(&s, fixture_cmd(&s, "forker", &["threads", &th, &it], &cfg), TIMEOUT * 3);
-    out.assert_success();
+    let out = run(
+        &s,
+        fixture_cmd(&s, "forker", &["threads", &th, &it], &cfg),
+        TIMEOUT * 3,
+    );
+    out.assert_success().assert_config_accepted();
     let n = (threads * iterations) as usize;
-    assert!(out.stdout.contains(&format!("forks={n} failures=0")), "{}", out.dump());
+    assert!(
+        out.stdout.contains(&format!("forks={n} failures=0")),
+        "{}",
+        out.dump()
+    );
     let t = s.trace();
     assert_eq!(t.count("prepare"), n, "prepare calls");
     assert_eq!(t.count("parent"), n, "parent calls");
@@ -177,8 +250,16 @@ fn threads_forking(tag: &str, extra_settings: &str, threads: u32, iterations: u3
     assert_eq!(kids.len(), n, "child phases in distinct processes");
     let log = Log::read(&s.path("fg.log"));
     log.assert_all_parse();
-    assert_eq!(log.forks().len(), n, "fork lines (one write per line, O_APPEND)");
-    assert_eq!(log.children().len(), n, "child lines (one write per line, O_APPEND)");
+    assert_eq!(
+        log.forks().len(),
+        n,
+        "fork lines (one write per line, O_APPEND)"
+    );
+    assert_eq!(
+        log.children().len(),
+        n,
+        "child lines (one write per line, O_APPEND)"
+    );
 }
 
 #[test]

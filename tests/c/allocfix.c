@@ -31,6 +31,7 @@ void fgt_child_strdup(void)
 /* [[zero]] and [[lock]] targets for the all-features config. */
 long fgt_zero_me[4] = {1, 2, 3, 4};
 pthread_mutex_t fgt_lock = PTHREAD_MUTEX_INITIALIZER;
+pthread_mutex_t fgt_lock2 = PTHREAD_MUTEX_INITIALIZER;
 
 static int idle_pipe[2];
 

@@ -5,9 +5,10 @@
  *                         usr1_blocked= usr2_default= oom=, on one line
  *                         starting "child:"; the parent prints the same for
  *                         itself on a line starting "parent:".
- *   childcheck order      fork once while another thread holds fgt_lock; the
- *                         child-phase call fgt_child_probe records what the
- *                         earlier child steps already did (see below).
+ *   childcheck order      the same, while another thread holds fgt_lock.
+ *
+ * In both modes a child-phase call fgt_child_probe, if configured, records
+ * what the earlier child steps had already done (see below).
  *
  * Before forking the parent blocks SIGUSR1, catches SIGUSR2, puts a
  * descriptor on fd 50 and fills fgt_zero_me. */

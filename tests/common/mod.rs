@@ -87,17 +87,22 @@ fn compile(out_dir: &Path, name: &str, shared: bool) -> PathBuf {
     // checkout sharing the target dir) never see a half-written file.
     let tmp = out_dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let mut cmd = Command::new("gcc");
-    cmd.args(["-O1", "-g", "-Wall", "-Wextra", "-Wno-unused-parameter", "-pthread"]);
+    cmd.args([
+        "-O1",
+        "-g",
+        "-Wall",
+        "-Wextra",
+        "-Wno-unused-parameter",
+        "-pthread",
+    ]);
     if shared {
         cmd.args(["-shared", "-fPIC"]);
     } else {
         cmd.arg("-rdynamic");
     }
     cmd.arg("-I").arg(root().join("tests/c"));
+    // No -lutil: forkpty is in libc since glibc 2.34.
     cmd.arg("-o").arg(&tmp).arg(&src);
-    if !shared {
-        cmd.arg("-lutil");
-    }
     let out_put = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run gcc (install gcc): {e}"));
@@ -152,7 +157,10 @@ impl Scratch {
         let dir = std::env::temp_dir().join(format!("fgt-{tag}-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("create scratch dir");
-        Scratch { dir, runs: AtomicU32::new(0) }
+        Scratch {
+            dir,
+            runs: AtomicU32::new(0),
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -227,12 +235,38 @@ impl Outcome {
 
     /// Panics (with everything the process printed) unless it exited 0.
     pub fn assert_success(&self) -> &Self {
-        assert!(self.status.success(), "{} failed: {:?}\n{}", self.cmdline, self.status, self.dump());
+        assert!(
+            self.status.success(),
+            "{} failed: {:?}\n{}",
+            self.cmdline,
+            self.status,
+            self.dump()
+        );
+        self
+    }
+
+    /// Panics when forkguard reported a config problem on stderr (a rejected
+    /// config runs unguarded, which would make many checks pass vacuously).
+    pub fn assert_config_accepted(&self) -> &Self {
+        let errs: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("forkguard:"))
+            .collect();
+        assert!(
+            errs.is_empty(),
+            "forkguard rejected the config:\n{}\n{}",
+            errs.join("\n"),
+            self.dump()
+        );
         self
     }
 
     pub fn dump(&self) -> String {
-        format!("--- stdout ---\n{}--- stderr ---\n{}--------------", self.stdout, self.stderr)
+        format!(
+            "--- stdout ---\n{}--- stderr ---\n{}--------------",
+            self.stdout, self.stderr
+        )
     }
 
     /// `key=value` pairs printed on stdout lines starting with `prefix`
@@ -262,7 +296,23 @@ impl Outcome {
 /// pipe open), in its own process group, for at most `timeout`. On timeout
 /// the whole group is killed and the test fails. Leftover members of the
 /// group are killed when the leader has exited.
-pub fn run(scratch: &Scratch, mut cmd: Command, timeout: Duration) -> Outcome {
+///
+/// Polling `try_wait` is the one wait with a deadline std offers; the
+/// fixtures themselves synchronise with pipes and barriers, never sleeps.
+pub fn run(scratch: &Scratch, cmd: Command, timeout: Duration) -> Outcome {
+    let (out, pgid) = run_leaving_group(scratch, cmd, timeout);
+    kill_group(pgid);
+    out
+}
+
+/// `run`, but processes left in the group when the leader exited are not
+/// killed (a daemon's child is still in it until it calls setsid): the
+/// caller waits for them, then calls `kill_group` with the returned id.
+pub fn run_leaving_group(
+    scratch: &Scratch,
+    mut cmd: Command,
+    timeout: Duration,
+) -> (Outcome, libc::pid_t) {
     let n = scratch.next_run();
     let out_p = scratch.path(&format!("run{n}.stdout"));
     let err_p = scratch.path(&format!("run{n}.stderr"));
@@ -278,7 +328,9 @@ pub fn run(scratch: &Scratch, mut cmd: Command, timeout: Duration) -> Outcome {
         .stdout(open(&out_p))
         .stderr(open(&err_p))
         .process_group(0);
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmdline}: {e}"));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmdline}: {e}"));
     let pgid = child.id() as libc::pid_t;
     let deadline = Instant::now() + timeout;
     let status = loop {
@@ -296,16 +348,17 @@ pub fn run(scratch: &Scratch, mut cmd: Command, timeout: Duration) -> Outcome {
         }
         std::thread::sleep(Duration::from_millis(2));
     };
-    kill_group(pgid);
-    Outcome {
+    let out = Outcome {
         status,
         stdout: fs::read_to_string(&out_p).unwrap_or_default(),
         stderr: fs::read_to_string(&err_p).unwrap_or_default(),
         cmdline,
-    }
+    };
+    (out, pgid)
 }
 
-fn kill_group(pgid: libc::pid_t) {
+/// SIGKILL every process left in a group `run` created.
+pub fn kill_group(pgid: libc::pid_t) {
     // SAFETY: kill(2) has no memory-safety preconditions; a negative pid
     // names the process group this helper created for the run.
     unsafe {
@@ -415,7 +468,12 @@ impl Trace {
     /// The only line with `word`; panics unless there is exactly one.
     pub fn one(&self, word: &str) -> &Event {
         let v = self.with(word);
-        assert_eq!(v.len(), 1, "expected exactly one {word:?} line in the trace:\n{}", self.raw);
+        assert_eq!(
+            v.len(),
+            1,
+            "expected exactly one {word:?} line in the trace:\n{}",
+            self.raw
+        );
         v[0]
     }
 
@@ -430,7 +488,9 @@ impl Trace {
 
     /// Index of the first line with `word` written by `pid`.
     pub fn index_of(&self, word: &str, pid: i64) -> Option<usize> {
-        self.events.iter().position(|e| e.word == word && e.nums.first() == Some(&pid))
+        self.events
+            .iter()
+            .position(|e| e.word == word && e.nums.first() == Some(&pid))
     }
 }
 
@@ -450,9 +510,19 @@ pub struct PhaseSummary {
 #[derive(Debug, Clone, PartialEq)]
 pub enum LogLine {
     /// `forkguard[PID] fork -> CHILD [(ERRNO)] via VIA: PHASE, PHASE`
-    Fork { pid: i64, child: i64, errno: Option<String>, via: String, phases: Vec<PhaseSummary> },
+    Fork {
+        pid: i64,
+        child: i64,
+        errno: Option<String>,
+        via: String,
+        phases: Vec<PhaseSummary>,
+    },
     /// `forkguard[PID] child of PARENT: N ok[, K failed (...)] T`
-    Child { pid: i64, parent: i64, summary: PhaseSummary },
+    Child {
+        pid: i64,
+        parent: i64,
+        summary: PhaseSummary,
+    },
     /// Any other line (config errors and so on).
     Other(String),
 }
@@ -460,7 +530,11 @@ pub enum LogLine {
 /// Parse `[NAME ]N ok[, K failed (DETAIL)] TIME`.
 fn parse_summary(s: &str, with_name: bool) -> Option<PhaseSummary> {
     let s = s.trim();
-    let (name, rest) = if with_name { s.split_once(' ')? } else { ("", s) };
+    let (name, rest) = if with_name {
+        s.split_once(' ')?
+    } else {
+        ("", s)
+    };
     let (ok, rest) = rest.split_once(" ok")?;
     let ok: u32 = ok.trim().parse().ok()?;
     let mut rest = rest.trim_start();
@@ -498,13 +572,23 @@ fn parse_summary(s: &str, with_name: bool) -> Option<PhaseSummary> {
     if !is_duration(&time) {
         return None;
     }
-    Some(PhaseSummary { name: name.to_string(), ok, failed, detail, time })
+    Some(PhaseSummary {
+        name: name.to_string(),
+        ok,
+        failed,
+        detail,
+        time,
+    })
 }
 
 /// `4.1us`, `12ns`, `3.0ms`, `1.2s`.
 fn is_duration(t: &str) -> bool {
-    let num_end = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    num_end > 0 && t[..num_end].parse::<f64>().is_ok() && matches!(&t[num_end..], "ns" | "us" | "µs" | "ms" | "s")
+    let num_end = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    num_end > 0
+        && t[..num_end].parse::<f64>().is_ok()
+        && matches!(&t[num_end..], "ns" | "us" | "µs" | "ms" | "s")
 }
 
 /// Split a comma-separated list of phase summaries, ignoring commas inside
@@ -538,17 +622,32 @@ fn split_phases(s: &str) -> Vec<String> {
 
 pub fn parse_log_line(line: &str) -> LogLine {
     let other = || LogLine::Other(line.to_string());
-    let Some(rest) = line.strip_prefix("forkguard[") else { return other() };
-    let Some((pid, rest)) = rest.split_once("] ") else { return other() };
-    let Ok(pid) = pid.parse::<i64>() else { return other() };
+    let Some(rest) = line.strip_prefix("forkguard[") else {
+        return other();
+    };
+    let Some((pid, rest)) = rest.split_once("] ") else {
+        return other();
+    };
+    let Ok(pid) = pid.parse::<i64>() else {
+        return other();
+    };
     if let Some(rest) = rest.strip_prefix("fork -> ") {
-        let Some((head, phases)) = rest.split_once(": ") else { return other() };
-        let Some((left, via)) = head.split_once(" via ") else { return other() };
+        let Some((head, phases)) = rest.split_once(": ") else {
+            return other();
+        };
+        let Some((left, via)) = head.split_once(" via ") else {
+            return other();
+        };
         let (child, errno) = match left.split_once(' ') {
-            Some((c, e)) => (c, Some(e.trim_matches(|c| c == '(' || c == ')').to_string())),
+            Some((c, e)) => (
+                c,
+                Some(e.trim_matches(|c| c == '(' || c == ')').to_string()),
+            ),
             None => (left, None),
         };
-        let Ok(child) = child.parse::<i64>() else { return other() };
+        let Ok(child) = child.parse::<i64>() else {
+            return other();
+        };
         let mut ps = Vec::new();
         for p in split_phases(phases) {
             match parse_summary(&p, true) {
@@ -556,15 +655,42 @@ pub fn parse_log_line(line: &str) -> LogLine {
                 None => return other(),
             }
         }
-        return LogLine::Fork { pid, child, errno, via: via.to_string(), phases: ps };
+        return LogLine::Fork {
+            pid,
+            child,
+            errno,
+            via: via.to_string(),
+            phases: ps,
+        };
     }
     if let Some(rest) = rest.strip_prefix("child of ") {
-        let Some((parent, summary)) = rest.split_once(": ") else { return other() };
-        let Ok(parent) = parent.parse::<i64>() else { return other() };
-        let Some(summary) = parse_summary(summary, false) else { return other() };
-        return LogLine::Child { pid, parent, summary };
+        let Some((parent, summary)) = rest.split_once(": ") else {
+            return other();
+        };
+        let Ok(parent) = parent.parse::<i64>() else {
+            return other();
+        };
+        let Some(summary) = parse_summary(summary, false) else {
+            return other();
+        };
+        return LogLine::Child {
+            pid,
+            parent,
+            summary,
+        };
     }
     other()
+}
+
+/// `forkguard[PID] fork ...` or `forkguard[PID] child ...`.
+fn is_fork_or_child_event(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix("forkguard[") else {
+        return false;
+    };
+    let Some((_, rest)) = rest.split_once("] ") else {
+        return false;
+    };
+    rest.starts_with("fork") || rest.starts_with("child")
 }
 
 /// A parsed text log.
@@ -576,7 +702,10 @@ pub struct Log {
 
 impl Log {
     pub fn parse(text: &str) -> Log {
-        Log { lines: text.lines().map(parse_log_line).collect(), raw: text.to_string() }
+        Log {
+            lines: text.lines().map(parse_log_line).collect(),
+            raw: text.to_string(),
+        }
     }
 
     pub fn read(p: &Path) -> Log {
@@ -586,24 +715,34 @@ impl Log {
     /// Only the lines that start with `forkguard[` (e.g. from a stderr mixed
     /// with a program's own output).
     pub fn parse_forkguard_lines(text: &str) -> Log {
-        let kept: Vec<&str> = text.lines().filter(|l| l.starts_with("forkguard[")).collect();
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("forkguard["))
+            .collect();
         Log::parse(&(kept.join("\n") + "\n"))
     }
 
     pub fn forks(&self) -> Vec<&LogLine> {
-        self.lines.iter().filter(|l| matches!(l, LogLine::Fork { .. })).collect()
+        self.lines
+            .iter()
+            .filter(|l| matches!(l, LogLine::Fork { .. }))
+            .collect()
     }
 
     pub fn children(&self) -> Vec<&LogLine> {
-        self.lines.iter().filter(|l| matches!(l, LogLine::Child { .. })).collect()
+        self.lines
+            .iter()
+            .filter(|l| matches!(l, LogLine::Child { .. }))
+            .collect()
     }
 
-    /// Lines that start like forkguard's but did not parse.
+    /// Fork and child event lines that did not parse. Other events (a
+    /// `config` line, errors) have no fixed text form and are not checked.
     pub fn unparsed(&self) -> Vec<&str> {
         self.lines
             .iter()
             .filter_map(|l| match l {
-                LogLine::Other(s) if s.starts_with("forkguard[") => Some(s.as_str()),
+                LogLine::Other(s) if is_fork_or_child_event(s) => Some(s.as_str()),
                 _ => None,
             })
             .collect()
@@ -612,7 +751,12 @@ impl Log {
     /// Asserts every `forkguard[` line parsed.
     pub fn assert_all_parse(&self) {
         let bad = self.unparsed();
-        assert!(bad.is_empty(), "log lines that do not follow SPEC §5:\n{}\n--- whole log ---\n{}", bad.join("\n"), self.raw);
+        assert!(
+            bad.is_empty(),
+            "log lines that do not follow SPEC §5:\n{}\n--- whole log ---\n{}",
+            bad.join("\n"),
+            self.raw
+        );
     }
 }
 
@@ -702,7 +846,9 @@ fn json_value(b: &[u8], i: &mut usize) -> Result<Json, String> {
             }
             loop {
                 skip_ws(b, i);
-                let Json::Str(k) = json_value(b, i)? else { return Err("object key is not a string".into()) };
+                let Json::Str(k) = json_value(b, i)? else {
+                    return Err("object key is not a string".into());
+                };
                 skip_ws(b, i);
                 if b.get(*i) != Some(&b':') {
                     return Err(format!("expected ':' at byte {i}"));
@@ -749,7 +895,11 @@ fn json_value(b: &[u8], i: &mut usize) -> Result<Json, String> {
                 let c = *b.get(*i).ok_or("unterminated string")?;
                 *i += 1;
                 match c {
-                    b'"' => return String::from_utf8(s).map(Json::Str).map_err(|e| e.to_string()),
+                    b'"' => {
+                        return String::from_utf8(s)
+                            .map(Json::Str)
+                            .map_err(|e| e.to_string())
+                    }
                     b'\\' => {
                         let e = *b.get(*i).ok_or("bad escape")?;
                         *i += 1;
@@ -795,7 +945,9 @@ fn json_value(b: &[u8], i: &mut usize) -> Result<Json, String> {
                 *i += 1;
             }
             let t = std::str::from_utf8(&b[start..*i]).map_err(|e| e.to_string())?;
-            t.parse::<f64>().map(Json::Num).map_err(|_| format!("bad value at byte {start}"))
+            t.parse::<f64>()
+                .map(Json::Num)
+                .map_err(|_| format!("bad value at byte {start}"))
         }
     }
 }
@@ -842,17 +994,26 @@ pub fn python() -> Option<PathBuf> {
 pub fn calls(list: &[(&str, &str)]) -> String {
     let mut s = String::new();
     for (phase, symbol) in list {
-        s.push_str(&format!("\n[[call]]\nphase = \"{phase}\"\nsymbol = \"{symbol}\"\n"));
+        s.push_str(&format!(
+            "\n[[call]]\nphase = \"{phase}\"\nsymbol = \"{symbol}\"\n"
+        ));
     }
     s
 }
 
 /// The usual three calls: fgt_prepare, fgt_parent, fgt_child.
 pub fn trace_calls() -> String {
-    calls(&[("prepare", "fgt_prepare"), ("parent", "fgt_parent"), ("child", "fgt_child")])
+    calls(&[
+        ("prepare", "fgt_prepare"),
+        ("parent", "fgt_parent"),
+        ("child", "fgt_child"),
+    ])
 }
 
 /// `version = 1` and a `[settings]` table logging (text) to `log`, plus `extra` settings lines.
 pub fn header(log: &Path, extra: &str) -> String {
-    format!("version = 1\n\n[settings]\nlog = \"{}\"\n{extra}\n", log.display())
+    format!(
+        "version = 1\n\n[settings]\nlog = \"{}\"\n{extra}\n",
+        log.display()
+    )
 }
