@@ -6,13 +6,18 @@
  * resident and the fork has that many page-table entries to copy), then
  * runs N times: fork(), the child calls _exit(0), the parent waitpid()s.
  * Prints one line:
- *   "forks=N mib=M loop_ns=T per_fork_us=U parent_calls=P child_calls=C"
+ *   "forks=N mib=M loop_ns=T per_fork_us=U parent_calls=P child_calls=C
+ *    parent_minflt=F child_minflt=G"
  * loop_ns and per_fork_us time the loop alone (process start and the
  * allocation excluded). parent_calls is how many times fgb_call1..4 ran in
  * the parent per fork (prepare + parent phases), child_calls how many ran in
  * the first child before it exited (prepare, copied by the fork, + child
  * phase): scripts/bench.sh checks them against the config, so that a config
- * that was not applied cannot pass for a cheap one.
+ * that was not applied cannot pass for a cheap one. parent_minflt and
+ * child_minflt are minor page faults per fork, in the parent (getrusage
+ * RUSAGE_SELF) and in each child (RUSAGE_CHILDREN): after a fork every first
+ * write to a page is a copy-on-write fault, in both processes, and on a VM
+ * each costs microseconds.
  *
  * Built with -rdynamic so that fgb_call1 .. fgb_call4 are in the dynamic
  * symbol table: forkguard configs name them in [[call]] actions, and
@@ -24,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -73,6 +79,9 @@ int main(int argc, char **argv)
 
     int child_calls = -1;
     unsigned long calls_before_loop = fgb_counter;
+    struct rusage self0, self1, kids0, kids1;
+    getrusage(RUSAGE_SELF, &self0);
+    getrusage(RUSAGE_CHILDREN, &kids0);
     long long t0 = now_ns();
     for (long i = 0; i < n; i++) {
         unsigned long before = fgb_counter;
@@ -99,11 +108,15 @@ int main(int argc, char **argv)
             child_calls = WEXITSTATUS(status);
     }
     long long dt = now_ns() - t0;
+    getrusage(RUSAGE_SELF, &self1);
+    getrusage(RUSAGE_CHILDREN, &kids1);
     unsigned long parent_calls = fgb_counter - calls_before_loop;
+    double per = n > 0 ? 1.0 / (double)n : 0.0;
 
     printf("forks=%ld mib=%ld loop_ns=%lld per_fork_us=%.3f parent_calls=%.2f "
-           "child_calls=%d\n",
-           n, mib, dt, n > 0 ? (double)dt / 1000.0 / (double)n : 0.0,
-           n > 0 ? (double)parent_calls / (double)n : 0.0, child_calls);
+           "child_calls=%d parent_minflt=%.2f child_minflt=%.2f\n",
+           n, mib, dt, (double)dt / 1000.0 * per, (double)parent_calls * per,
+           child_calls, (double)(self1.ru_minflt - self0.ru_minflt) * per,
+           (double)(kids1.ru_minflt - kids0.ru_minflt) * per);
     return 0;
 }

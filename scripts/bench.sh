@@ -59,13 +59,14 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BUILD=${BENCH_DIR:-$TARGET_DIR/bench}
 DOCS=${BENCH_DOCS:-$ROOT/docs}
-LIB=${FORKGUARD_LIB:-$TARGET_DIR/release/libforkguard.so}
+LIB_SRC=${FORKGUARD_LIB:-$TARGET_DIR/release/libforkguard.so}
+LIB=$BUILD/libforkguard.so # a snapshot of LIB_SRC, taken after the build
 REAL_CONFIG=$ROOT/config/forkguard.toml
 
 # Sizes of each measurement. Callgrind counts are exact, so --quick only
 # shortens the wall-clock loops and the slow 1 GiB callgrind runs.
 if ((QUICK)); then
-    MODE="quick (--quick)"
+    MODE="--quick"
     START_ROUNDS=5     # alternating rounds of the start-up wall clock
     START_SPAWNS=150   # spawns per round and variant
     FORK_ROUNDS=3      # alternating rounds of the per-fork wall clock
@@ -232,7 +233,12 @@ build_library() {
         log "cargo build --release --workspace"
         (cd "$ROOT" && cargo build --release --workspace)
     fi
-    [[ -f $LIB ]] || die "library not found: $LIB (set FORKGUARD_LIB or build it)"
+    [[ -f $LIB_SRC ]] || die "library not found: $LIB_SRC (set FORKGUARD_LIB or build it)"
+    # Measure a copy: a rebuild of target/release during the run (another
+    # shell, an editor's cargo check) must not change the library halfway.
+    mkdir -p "$BUILD"
+    cp "$LIB_SRC" "$LIB.tmp"
+    mv -f "$LIB.tmp" "$LIB"
 }
 
 build_harnesses() {
@@ -371,15 +377,16 @@ check_calls() {
     fi
 }
 
-# Non-valgrind lines a variant printed on stderr (forkguard warnings, ...),
-# reported once per variant.
+# note_stderr VARIANT FILE [WHERE]: report, once per variant and place,
+# what a run printed on stderr besides valgrind's own lines (forkguard's
+# config errors, ...).
 declare -A STDERR_SEEN
 note_stderr() {
-    local v=$1 file=$2 lines
-    lines=$(grep -v '^==[0-9]*==' "$file" | grep -v '^forks=' | head -n 5 || true)
-    if [[ -n $lines && -z ${STDERR_SEEN[$v]+set} ]]; then
-        STDERR_SEEN[$v]=1
-        note "${VLABEL[$v]} printed on stderr: ${lines//$'\n'/ | }"
+    local v=$1 file=$2 where=${3:-} lines
+    lines=$(grep -v '^==[0-9]*==' "$file" | head -n 5 || true)
+    if [[ -n $lines && -z ${STDERR_SEEN[$v/$where]+set} ]]; then
+        STDERR_SEEN[$v/$where]=1
+        note "${VLABEL[$v]}${where:+ ($where)} printed on stderr: \`${lines//$'\n'/\` | \`}\`"
     fi
 }
 
@@ -401,7 +408,15 @@ cg() {
         cat "$err" >&2
         return 1
     fi
-    note_stderr "$v" "$err"
+    # valgrind re-executes its launcher (/usr/bin/valgrind.bin, dynamic) for
+    # the exec it follows, with the subject's environment: forkguard loads
+    # there too and cannot find the subject's fgb_call symbols (seen with
+    # strace). Harmless; the subject's own calls are checked by check_calls.
+    if grep -q '^forkguard: .*unknown symbol "fgb_call' "$err"; then
+        note "Under valgrind, forkguard is also loaded into valgrind's launcher (\`valgrind.bin\`, re-executed with the subject's environment for the exec that \`--trace-children\` follows) and reports there, as it should, that \`fgb_call1\` is unknown. Harmless: the subject applied its config (\"calls seen\")."
+    fi
+    grep -v '^forkguard: .*unknown symbol "fgb_call' "$err" >"$err.rest" || true
+    note_stderr "$v" "$err.rest" "under valgrind"
     CG=$(awk '/Callgrind, a call-graph/ && pid == "" { pid = $1 }
               /Collected :/ && $1 == pid { n = $NF }
               END { if (n == "") exit 1; print n }' "$err") ||
@@ -413,6 +428,7 @@ cg() {
 # Results kept for the summary and the plot.
 declare -A R
 
+# shellcheck disable=SC2016 # backquotes in single quotes are Markdown
 section_startup_callgrind() {
     local -a vs=(plain plain_var minimal fg_noconf fg_empty)
     has_variant fg_real && vs+=(fg_real)
@@ -420,7 +436,6 @@ section_startup_callgrind() {
     log "start-up, callgrind"
     md "## Start-up: user-space instructions (callgrind)"
     md
-    # shellcheck disable=SC2016 # Markdown backquotes, not expansions
     md 'Command: `valgrind --tool=callgrind --trace-children=yes --callgrind-out-file=/dev/null /usr/bin/env ENV PROGRAM`,'
     md 'the count of PROGRAM alone. Two runs each; "repeat" shows whether they agreed.'
     md 'The floor is the minimal C interposer: the least any preloaded fork wrapper costs.'
@@ -513,9 +528,10 @@ section_startup_wall() {
     md
 }
 
-# smaps_summary PID -> "RSS PRIVATE_DIRTY" in KiB for the whole process
-smaps_summary() {
-    awk '/^Rss:/ { r = $2 } /^Private_Dirty:/ { d = $2 } END { print r + 0, d + 0 }' "/proc/$1/smaps_rollup"
+# mem_summary PID -> "RSS RSS_FILE RSS_ANON PRIVATE_DIRTY" in KiB
+mem_summary() {
+    awk '/^RssFile:/ { f = $2 } /^RssAnon:/ { a = $2 } /^Private_Dirty:/ { d = $2 }
+         END { print f + a, f + 0, a + 0, d + 0 }' "/proc/$1/status" "/proc/$1/smaps_rollup"
 }
 
 section_memory() {
@@ -557,20 +573,21 @@ section_memory() {
 
     # What the preload adds to a running process, from /proc/PID/smaps_rollup
     # and /proc/PID/maps of a `sleep` started with each variant.
-    md "Mapped into a running \`sleep 10\` (from \`/proc/PID/smaps_rollup\` and \`/proc/PID/maps\`, read after 0.5 s):"
-    md "Private_Dirty is what each process pays on its own (relocated data, heap, stack)."
+    md "A running \`sleep 10\`, read after 0.5 s (\`/proc/PID/status\`, \`smaps_rollup\`, \`maps\`): RssFile is"
+    md "file-backed pages (program and library text, shared through the page cache with every other process"
+    md "using them); Private_Dirty is what each process pays on its own (relocated data, heap, stack)."
     md
-    md "| preload | Rss KiB | Private_Dirty KiB | Private_Dirty over no preload | objects mapped beyond no preload |"
-    md "|---|--:|--:|--:|---|"
+    md "| preload | Rss KiB | RssFile KiB | RssAnon KiB | Private_Dirty KiB | Private_Dirty over no preload | objects mapped beyond no preload |"
+    md "|---|--:|--:|--:|--:|--:|---|"
     local base_objs="" base_dirty=0
     for v in "${vs[@]}"; do
-        local pid rss dirty objs extra
+        local pid rss rfile ranon dirty objs extra
         local -a assign=()
         read -r -a assign <<<"${VENV[$v]}"
         "${CLEAN_ENV[@]}" "${assign[@]}" /bin/sleep 10 &
         pid=$!
         sleep 0.5
-        read -r rss dirty <<<"$(smaps_summary "$pid")"
+        read -r rss rfile ranon dirty <<<"$(mem_summary "$pid")"
         objs=$(awk 'NF >= 6 && $6 ~ /^\// { print $6 }' "/proc/$pid/maps" | sort -u)
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
@@ -581,11 +598,15 @@ section_memory() {
         else
             extra=$(comm -13 <(echo "$base_objs") <(echo "$objs") | xargs -r -n1 basename | paste -sd, - | sed 's/,/, /g')
             [[ -z $extra ]] && extra="(none)"
+            local pre=${VENV[$v]%% *}
+            pre=${pre#LD_PRELOAD=}
+            [[ $extra == *"$(basename "$pre")"* ]] ||
+                note "WARNING: ${VLABEL[$v]}: $(basename "$pre") not in the maps of sleep after 0.5 s; its memory row is wrong"
         fi
         local over="—"
         [[ $v != plain ]] && over="$(fmt_delta $((dirty - base_dirty))) KiB"
         R[dirty/$v]=$dirty
-        md "| ${VLABEL[$v]} | $(fmt_int "$rss") | $(fmt_int "$dirty") | $over | $extra |"
+        md "| ${VLABEL[$v]} | $(fmt_int "$rss") | $(fmt_int "$rfile") | $(fmt_int "$ranon") | $(fmt_int "$dirty") | $over | $extra |"
     done
     md
     local needed
@@ -662,13 +683,13 @@ section_perfork_callgrind() {
     md "With memory allocated and touched before the loop (\`forkloop N MiB\`); user-space instructions"
     md "do not see the page-table copy, which is kernel time (see the wall clock below)."
     md
-    md "| resident | preload | calls seen | N | per fork | over no preload |"
+    md "| allocated | preload | calls seen | N | per fork | over no preload |"
     md "|--:|---|---|---|--:|--:|"
     for mib in "${MEM_SIZES[@]}"; do
         for v in plain fg_calls4; do
             local per=${R[cgfork/$mib/$v]} over="—"
             [[ $v != plain ]] && over=$(fmt_delta "$(calc "$per - ${R[cgfork/$mib/plain]}")")
-            md "| $mib MiB | ${VLABEL[$v]} | ${R[cgfork_chk/$mib/$v]} | ${R[cgmem_n/$mib]/ / and } | $(fmt_f "$per" 1) | $over |"
+            md "| +$mib MiB | ${VLABEL[$v]} | ${R[cgfork_chk/$mib/$v]} | ${R[cgmem_n/$mib]/ / and } | $(fmt_f "$per" 1) | $over |"
         done
     done
     md
@@ -688,10 +709,11 @@ wall_forks() {
                 cat "$BUILD/wall.stderr" >&2
                 die "forkloop failed: ${VLABEL[$v]}"
             }
-            note_stderr "$v" "$BUILD/wall.stderr"
+            note_stderr "$v" "$BUILD/wall.stderr" "forkloop $n $mib"
             if ((r == 0)); then
                 check_calls "$v" "$out"
                 R[wfork_chk/$mib/$v]=$CHK
+                R[wfork_flt/$mib/$v]="$(fmt_f "$(field parent_minflt "$out")" 1) / $(fmt_f "$(field child_minflt "$out")" 1)"
             fi
             R[wfork/$mib/$v]+="$(field per_fork_us "$out") "
         done
@@ -715,7 +737,7 @@ wall_fork_rows() {
             dn=$(fmt_f "$(calc "$med - ${R[wfork_med/$mib/plain]}")" 2)
             [[ $dn == -* ]] || dn="+$dn"
         fi
-        md "| $mib MiB | ${VLABEL[$v]} | \`$(show_env "$v") forkloop $n $mib\` | ${R[wfork_chk/$mib/$v]} | $(fmt_f "$med" 2) | $(fmt_f "$lo" 2)–$(fmt_f "$hi" 2) | $(fmt_spread "$med" "$mad") | $rn | $dn |"
+        md "| +$mib MiB | ${VLABEL[$v]} | \`$(show_env "$v") forkloop $n $mib\` | ${R[wfork_chk/$mib/$v]} | ${R[wfork_flt/$mib/$v]} | $(fmt_f "$med" 2) | $(fmt_f "$lo" 2)–$(fmt_f "$hi" 2) | $(fmt_spread "$med" "$mad") | $rn | $dn |"
     done
 }
 
@@ -735,11 +757,13 @@ section_perfork_wall() {
     md "Command: \`ENV forkloop N MiB\`; forkloop times its own loop (fork, child \`_exit\`, \`waitpid\`), start-up and"
     md "allocation excluded, and prints the mean per fork. $FORK_ROUNDS rounds, variants alternating (rotated order);"
     md "median, range and spread (median absolute deviation ÷ median) over the rounds; \"vs no preload\" is"
-    md "the median of per-round ratios. Differences"
-    md "below the spread are noise: compare the callgrind section for small effects."
+    md "the median of per-round ratios. Differences below the spread are noise: compare the callgrind"
+    md "section for small effects. Page faults (first round, \`getrusage\` minor faults of the parent and of"
+    md "each child, per fork) explain much of the kernel-side cost: after a fork, the first write to each"
+    md "page in either process is a copy-on-write fault, a few µs each on this VM."
     md
-    md "| resident | preload | command | calls seen | median µs/fork | range µs | spread | vs no preload | Δ µs |"
-    md "|--:|---|---|---|--:|--:|--:|--:|--:|"
+    md "| allocated | preload | command | calls seen | page faults per fork (parent / child) | median µs/fork | range µs | spread | vs no preload | Δ µs |"
+    md "|--:|---|---|---|--:|--:|--:|--:|--:|--:|"
     wall_fork_rows 0 "$FORK_N" "${vs[@]}"
     for mib in "${MEM_SIZES[@]}"; do
         wall_fork_rows "$mib" "$(mem_fork_n "$mib")" plain fg_calls4
@@ -794,7 +818,7 @@ write_plot() {
         done
     } >"$mdata"
     gnuplot <<EOF
-set terminal svg size 1200,420 dynamic font "sans,11"
+set terminal svg size 1200,420 dynamic noenhanced font "sans,11" background rgb "white"
 set output "$BUILD/bench-overhead.svg"
 set multiplot layout 1,3 title "forkguard: per-fork overhead (callgrind, parent side; wall clock at right)"
 set grid
@@ -808,15 +832,17 @@ set yrange [0:*]
 plot "$data" using (\$0):2 with linespoints lw 2 pt 7 title "forkguard", \
      "$data" using (\$0):3 with linespoints lw 2 pt 5 title "pthread_atfork floor"
 set title "instructions per fork over no preload,\nforkguard with 4 call actions, vs resident memory"
-set xlabel "resident MiB"
+set xlabel "MiB allocated and touched"
 set logscale x
 set xtics auto
 set xrange [5:2048]
+set offsets 0, 0, graph 0.15, 0
 plot "$mdata" using 1:2 with linespoints lw 2 pt 7 title "forkguard, 4 calls"
 set title "wall clock per fork (median, min-max)\nvs resident memory"
 set ylabel "µs per fork"
 set logscale y
 set yrange [*:*]
+set offsets 0, 0, 0, 0
 plot "$mdata" using 1:3:4:5 with yerrorlines lw 2 pt 5 title "no preload", \
      "$mdata" using 1:6:7:8 with yerrorlines lw 2 pt 7 title "forkguard, 4 calls"
 unset multiplot
@@ -839,7 +865,9 @@ machine_note() {
     if [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null) ]]; then
         rev+=", with uncommitted changes"
     fi
-    md "- forkguard: \`$LIB\` built from the work tree at $rev"
+    md "- forkguard: a copy of \`$LIB_SRC\` taken at the start (sha256 $(sha256sum "$LIB" | cut -c1-12)), built from the work tree at $rev"
+    md "- load average (1, 5, 15 min) at the start: $LOAD_START; at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    md "  (anything else running on the 2 CPUs, a build or a test suite, shows in the wall-clock figures)"
     md "- a noisy shared VM: wall-clock figures drift by ±20% between runs (and more between days);"
     md "  callgrind instruction counts repeat exactly and are the figures to compare across runs."
     md "  There is no hardware instruction counter here (\`perf stat\` cannot count instructions)."
@@ -853,8 +881,11 @@ write_report() {
     MD=""
     md "# forkguard benchmarks"
     md
-    md "Generated by \`scripts/bench.sh\` ($MODE); do not edit by hand. Sources of the harnesses and floors:"
-    md "\`bench/forkloop.c\`, \`bench/spawnloop.c\`, \`bench/minimal_interposer.c\`, \`bench/atfork_floor.c\`."
+    local how="scripts/bench.sh"
+    ((QUICK)) && how+=" --quick"
+    md "Generated by \`$how\`; do not edit by hand. Harnesses and floors, in C:"
+    md "\`bench/forkloop.c\`, \`bench/spawnloop.c\`, \`bench/peakrss.c\`, \`bench/minimal_interposer.c\`,"
+    md "\`bench/atfork_floor.c\`."
     md
     machine_note
     md
@@ -873,8 +904,12 @@ write_report() {
         "where hand-written pthread_atfork handlers add $(fmt_f "$(calc "${R[cgfork/0/atfork4]} - ${R[cgfork/0/plain]}")" 0)."
     md "- Wall clock per fork (fork + \`_exit\` + \`waitpid\`): $(fmt_f "${R[wfork_med/0/plain]}" 0) µs alone," \
         "$(fmt_f "${R[wfork_med/0/fg_calls4]}" 0) µs with forkguard and 4 calls;" \
-        "at ${MEM_SIZES[-1]} MiB resident $(fmt_f "${R[wfork_med/${MEM_SIZES[-1]}/plain]}" 0) µs" \
-        "and $(fmt_f "${R[wfork_med/${MEM_SIZES[-1]}/fg_calls4]}" 0) µs."
+        "with ${MEM_SIZES[-1]} MiB allocated $(fmt_int "${R[wfork_med/${MEM_SIZES[-1]}/plain]}") µs" \
+        "and $(fmt_int "${R[wfork_med/${MEM_SIZES[-1]}/fg_calls4]}") µs (noisy: see the spread)."
+    md "- Memory: peak RSS of \`/bin/true\` $(fmt_int "${R[rss_med/$p/plain]}") KiB alone," \
+        "$(fmt_int "${R[rss_med/$p/fg_empty]}") KiB with forkguard and an empty config (medians);" \
+        "private dirty memory of a running \`sleep\`" \
+        "$(fmt_delta "$(calc "${R[dirty/fg_empty]} - ${R[dirty/plain]}")") KiB with forkguard and an empty config."
     md
     md "![per-fork overhead](bench-overhead.svg)"
     md
@@ -910,17 +945,30 @@ write_report() {
 
 # ------------------------------------------------------------------- main --
 
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
 main() {
-    [[ $ROOT != *[[:space:]]* && $BUILD != *[[:space:]]* && $LIB != *[[:space:]]* ]] ||
-        die "paths with white space are not supported: $ROOT, $BUILD, $LIB"
+    [[ $ROOT != *[[:space:]]* && $BUILD != *[[:space:]]* && $LIB_SRC != *[[:space:]]* ]] ||
+        die "paths with white space are not supported: $ROOT, $BUILD, $LIB_SRC"
     ensure_tools
     build_library
     build_harnesses
     write_configs
     define_variants
-    [[ -f $REAL_CONFIG ]] || note "config/forkguard.toml not found: no rows for a realistic config."
+    if [[ -f $REAL_CONFIG ]]; then
+        local progs
+        progs=$(awk '/^\[/ { sect = $0 } sect == "[settings]" && /^programs[ \t]*=/ { sub(/#.*/, ""); sub(/^programs[ \t]*=[ \t]*/, ""); print; exit }' "$REAL_CONFIG")
+        [[ -n $progs ]] &&
+            note "config/forkguard.toml limits itself to programs = $progs: it does not apply to /bin/true or bash, so its rows show what loading, parsing and validating it costs a program it does not guard."
+    else
+        note "config/forkguard.toml not found: no rows for a realistic config."
+    fi
     [[ -e /etc/forkguard/forkguard.toml ]] &&
         note "/etc/forkguard/forkguard.toml exists: the \"no config\" variant reads it."
+
+    if awk -v l="${LOAD_START%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
+        note "WARNING: load average ${LOAD_START%% *} on $(nproc) CPUs at the start: something else is running, and the wall-clock figures of this run are slower and noisier than on an idle machine (callgrind counts are not affected)."
+    fi
 
     # Sanity check before spending minutes: the library loads and applies
     # a call config.
