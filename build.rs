@@ -11,25 +11,34 @@
 use std::fmt::Write as _;
 
 fn main() {
-    println!("cargo:rustc-link-arg-cdylib=-Wl,--push-state,--whole-archive,-l:libgcc_eh.a,--pop-state");
+    println!(
+        "cargo:rustc-link-arg-cdylib=-Wl,--push-state,--whole-archive,-l:libgcc_eh.a,--pop-state"
+    );
     println!("cargo:rustc-link-arg-cdylib=-Wl,--as-needed");
     println!("cargo:rustc-link-arg-cdylib=-Wl,-z,pack-relative-relocs");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/lazy_imports.txt");
 
     let list = std::fs::read_to_string("src/lazy_imports.txt").expect("src/lazy_imports.txt");
-    let names: Vec<&str> =
-        list.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let names: Vec<&str> = list
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
     let out = std::env::var("OUT_DIR").expect("OUT_DIR");
 
     // The trampolines, their first-call stubs, the common resolver entry,
     // and the slot table (AT&T syntax; `{resolve}` is a sym operand).
     let mut s = String::from(".pushsection .text.fg_lazy,\"ax\",@progbits\n");
     for (i, n) in names.iter().enumerate() {
-        writeln!(s, ".globl {n}\n.hidden {n}\n.type {n},@function\n.p2align 3\n{n}:\n  jmp *fg_lazy_slots+{}(%rip)\n.size {n}, .-{n}", 8 * i).unwrap();
+        writeln!(s, ".weak {n}\n.hidden {n}\n.type {n},@function\n.p2align 3\n{n}:\n  jmp *fg_lazy_slots+{}(%rip)\n.size {n}, .-{n}", 8 * i).unwrap();
     }
     for i in 0..names.len() {
-        writeln!(s, ".p2align 3\nfg_lazy_stub_{i}:\n  movl ${i}, %r11d\n  jmp fg_lazy_common").unwrap();
+        writeln!(
+            s,
+            ".p2align 3\nfg_lazy_stub_{i}:\n  movl ${i}, %r11d\n  jmp fg_lazy_common"
+        )
+        .unwrap();
     }
     // Save every argument register (integer, vector, and %al for varargs),
     // resolve, restore, and jump to the real function as if called directly.
@@ -91,7 +100,10 @@ fg_lazy_slots:
     s.push_str(".popsection\n");
     std::fs::write(format!("{out}/lazy.s"), s).expect("write lazy.s");
 
-    let mut r = format!("/// The lazily bound functions, by slot.\npub const NAMES: [&core::ffi::CStr; {}] = [\n", names.len());
+    let mut r = format!(
+        "/// The lazily bound functions, by slot.\npub const NAMES: [&core::ffi::CStr; {}] = [\n",
+        names.len()
+    );
     for n in &names {
         writeln!(r, "    c\"{n}\",").unwrap();
     }

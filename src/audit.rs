@@ -26,8 +26,13 @@ pub fn report(rt: &Runtime, via: Via) {
     let others = threads.saturating_sub(1) as u64;
     if rt.json {
         line.str("{\"ts\":").u64(sys::wall_ns() / 1_000_000_000);
-        line.str(",\"pid\":").i64(me).str(",\"event\":\"audit\",\"via\":\"").str(via.name());
-        line.str("\",\"other_threads\":").u64(others).str(",\"fds\":{");
+        line.str(",\"pid\":")
+            .i64(me)
+            .str(",\"event\":\"audit\",\"via\":\"")
+            .str(via.name());
+        line.str("\",\"other_threads\":")
+            .u64(others)
+            .str(",\"fds\":{");
         let mut first = true;
         for (k, n) in fdinfo::KINDS.iter().zip(counts) {
             if n > 0 {
@@ -40,13 +45,24 @@ pub fn report(rt: &Runtime, via: Via) {
         }
         line.str("}}");
     } else {
-        line.str("forkguard[").i64(me).str("] audit fork via ").str(via.name()).str(": ");
-        line.u64(others).str(if others == 1 { " other thread" } else { " other threads" });
+        line.str("forkguard[")
+            .i64(me)
+            .str("] audit fork via ")
+            .str(via.name())
+            .str(": ");
+        line.u64(others).str(if others == 1 {
+            " other thread"
+        } else {
+            " other threads"
+        });
         line.str(" alive; inherited fds:");
         let mut any = false;
         for (k, n) in fdinfo::KINDS.iter().zip(counts) {
             if n > 0 {
-                line.str(if any { ", " } else { " " }).u64(u64::from(n)).byte(b' ').str(k.name());
+                line.str(if any { ", " } else { " " })
+                    .u64(u64::from(n))
+                    .byte(b' ')
+                    .str(k.name());
                 any = true;
             }
         }

@@ -12,7 +12,11 @@ pub struct Buf<const N: usize> {
 
 impl<const N: usize> Buf<N> {
     pub const fn new() -> Self {
-        Buf { bytes: [0; N], len: 0, truncated: false }
+        Buf {
+            bytes: [0; N],
+            len: 0,
+            truncated: false,
+        }
     }
 
     pub fn as_bytes(&self) -> &[u8] {

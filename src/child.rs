@@ -2,14 +2,25 @@
 //!
 //! Everything here is async-signal-safe: plain system calls on data the
 //! runtime prepared before the fork (see `runtime::ChildPlan`).
-#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use crate::engine::{ForkState, Tally, Via, CHILD_SETTING};
 use crate::runtime::ChildPlan;
 use crate::sys;
 
-const NAMES: [&str; 6] =
-    ["parent_death_signal", "reset_signal_mask", "reset_signal_handlers", "new_session", "oom_score_adj", "name"];
+const NAMES: [&str; 6] = [
+    "parent_death_signal",
+    "reset_signal_mask",
+    "reset_signal_handlers",
+    "new_session",
+    "oom_score_adj",
+    "name",
+];
 
 /// The config key of setting number `n`, for failure reports.
 pub fn setting_name(n: u16) -> &'static str {

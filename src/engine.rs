@@ -20,7 +20,12 @@
 //!   arithmetic that could panic (`clippy::indexing_slicing` and friends are
 //!   denied below). A panic can therefore never unwind into redhook's
 //!   `catch_unwind`, which would call the real fork a second time.
-#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use crate::buf::Buf;
 use crate::runtime::{self, LogTarget, RtKind, Runtime};
@@ -83,7 +88,15 @@ pub struct Tally {
 
 impl Tally {
     pub const fn new() -> Tally {
-        Tally { ok: 0, failed: 0, errs: [Failure { action: 0, fd: -1, err: 0 }; MAX_ERRS] }
+        Tally {
+            ok: 0,
+            failed: 0,
+            errs: [Failure {
+                action: 0,
+                fd: -1,
+                err: 0,
+            }; MAX_ERRS],
+        }
     }
 
     /// One action done. Async-signal-safe.
@@ -100,7 +113,9 @@ impl Tally {
     }
 
     pub fn failures(&self) -> &[Failure] {
-        self.errs.get(..(self.failed as usize).min(MAX_ERRS)).unwrap_or(&[])
+        self.errs
+            .get(..(self.failed as usize).min(MAX_ERRS))
+            .unwrap_or(&[])
     }
 }
 
@@ -165,12 +180,17 @@ pub unsafe fn around(via: Via, real: impl FnOnce() -> pid_t) -> pid_t {
         Some(rt) if !busy() => rt,
         _ => return real(),
     };
+    // The caller's errno goes into the real call untouched by prepare, and
+    // what the real call leaves is what the caller sees, whatever the
+    // parent or child phase did to it.
+    let entry_errno = sys::errno();
     let mut st = ForkState::new();
     let (pid, err) = match begin(rt, via, &mut st, HOOK) {
         // A lock with `on_timeout = "fail"` could not be taken: no process is
         // created; the parent phase releases what prepare took.
         Err(e) => (-1, e),
         Ok(()) => {
+            sys::set_errno(entry_errno);
             let pid = real();
             (pid, sys::errno())
         }
@@ -191,10 +211,12 @@ pub unsafe fn around_daemon(real: impl FnOnce() -> c_int) -> c_int {
         Some(rt) if !busy() => rt,
         _ => return real(),
     };
+    let entry_errno = sys::errno();
     let mut st = ForkState::new();
     let (r, err) = match begin(rt, Via::Daemon, &mut st, HOOK) {
         Err(e) => (-1, e),
         Ok(()) => {
+            sys::set_errno(entry_errno);
             let r = real();
             (r, sys::errno())
         }
@@ -223,10 +245,15 @@ fn begin(rt: &Runtime, via: Via, st: &mut ForkState, mode: u8) -> Result<(), c_i
     }
     if rt.has_symbols {
         let generation = crate::symbols::generation();
-        for a in &rt.actions {
-            if let Some(sym) = a.kind.sym() {
-                sym.refresh(generation);
+        // Stored only once every symbol is refreshed: a thread forking
+        // meanwhile still sees the old value and refreshes too.
+        if rt.symbols_generation.load(Ordering::Acquire) != generation {
+            for a in &rt.actions {
+                if let Some(sym) = a.kind.sym() {
+                    sym.refresh(generation);
+                }
             }
+            rt.symbols_generation.store(generation, Ordering::Release);
         }
     }
     let mut verdict = Ok(());
@@ -236,11 +263,12 @@ fn begin(rt: &Runtime, via: Via, st: &mut ForkState, mode: u8) -> Result<(), c_i
         // Declaration order; locks nest like a stack (undone in reverse).
         for (i, a) in rt.actions.iter().enumerate() {
             match &a.kind {
-                RtKind::Call { phase: Phase::Prepare, sym } => call(sym.addr(), i, &mut st.prepare),
+                RtKind::Call {
+                    phase: Phase::Prepare,
+                    sym,
+                } => call(sym.addr(), i, &mut st.prepare),
                 RtKind::Lock(l) => {
-                    let mut tally = st.prepare;
-                    let r = crate::lock::prepare(l, i, &mut st.scratch, &mut tally);
-                    st.prepare = tally;
+                    let r = crate::lock::prepare(l, i, &mut st.scratch, &mut st.prepare);
                     if let Err(e) = r {
                         verdict = Err(e);
                         break;
@@ -291,7 +319,10 @@ fn parent_phase(rt: &Runtime, st: &mut ForkState, pid: pid_t, err: c_int) {
     if !rt.audit {
         for (i, a) in rt.actions.iter().enumerate().rev() {
             match &a.kind {
-                RtKind::Call { phase: Phase::Parent, sym } => call(sym.addr(), i, &mut tally),
+                RtKind::Call {
+                    phase: Phase::Parent,
+                    sym,
+                } => call(sym.addr(), i, &mut tally),
                 RtKind::Lock(l) => crate::lock::parent(l, i, &st.scratch, &mut tally),
                 RtKind::Call { .. } | RtKind::Zero(_) | RtKind::Fd(_) => {}
             }
@@ -335,7 +366,11 @@ fn child_phase(rt: &Runtime, st: &mut ForkState) {
             }
         }
         for (i, a) in rt.actions.iter().enumerate().rev() {
-            if let RtKind::Call { phase: Phase::Child, sym } = &a.kind {
+            if let RtKind::Call {
+                phase: Phase::Child,
+                sym,
+            } = &a.kind
+            {
                 call(sym.addr(), i, &mut tally);
             }
         }
@@ -358,7 +393,13 @@ fn child_phase(rt: &Runtime, st: &mut ForkState) {
 pub fn register_atfork() {
     // SAFETY: the handlers are plain extern "C" functions that live as long
     // as the library (it is never unloaded: LD_PRELOAD).
-    unsafe { libc::pthread_atfork(Some(atfork_prepare), Some(atfork_parent), Some(atfork_child)) };
+    unsafe {
+        libc::pthread_atfork(
+            Some(atfork_prepare),
+            Some(atfork_parent),
+            Some(atfork_child),
+        )
+    };
 }
 
 extern "C" fn atfork_prepare() {
@@ -396,10 +437,57 @@ fn atfork_after(pid_is_child: bool) {
     FALLBACK_STATE.with(|c| {
         // SAFETY: as in atfork_prepare.
         let st = unsafe { &mut *c.get() };
-        // The child pid is not known to fork handlers: the parent line says 0.
-        finish(rt, st, if pid_is_child { 0 } else { i32::MAX }, 0);
+        // Fork handlers are not told the child's pid: the parent finds its
+        // newest child in /proc (0 in the log if it cannot).
+        let pid = if pid_is_child {
+            0
+        } else {
+            newest_child().unwrap_or(i32::MAX)
+        };
+        finish(rt, st, pid, 0);
     });
     sys::set_errno(err);
+}
+
+/// The last pid in /proc/self/task/TID/children: the kernel appends new
+/// children, and the one just forked has not been reaped yet.
+fn newest_child() -> Option<pid_t> {
+    let mut path = Buf::<64>::new();
+    path.str("/proc/self/task/")
+        .i64(i64::from(sys::gettid()))
+        .str("/children")
+        .byte(0);
+    let fd = sys::open_bytes(path.as_bytes(), libc::O_RDONLY | libc::O_CLOEXEC, 0);
+    if fd < 0 {
+        return None;
+    }
+    let mut buf = [0u8; 4096];
+    let mut len = 0usize;
+    while let Some(room) = buf.get_mut(len..).filter(|r| !r.is_empty()) {
+        // SAFETY: room is a writable slice of buf.
+        let n = unsafe {
+            sys::syscall(
+                libc::SYS_read,
+                [fd as usize, room.as_mut_ptr() as usize, room.len(), 0, 0, 0],
+            )
+        };
+        if n <= 0 {
+            break;
+        }
+        len += n as usize;
+    }
+    sys::close(fd);
+    let text = buf.get(..len)?;
+    let last = text
+        .split(|&b| b == b' ' || b == b'\n')
+        .rfind(|w| !w.is_empty())?;
+    let mut pid: pid_t = 0;
+    for &b in last {
+        pid = pid
+            .checked_mul(10)?
+            .checked_add(pid_t::from(b.checked_sub(b'0').filter(|d| *d <= 9)?))?;
+    }
+    (pid > 0).then_some(pid)
 }
 
 extern "C" fn atfork_parent() {
@@ -440,7 +528,10 @@ fn handshake_wait(word: *mut AtomicU32, ms: u32) {
             return;
         }
         let left = deadline - now;
-        let ts = libc::timespec { tv_sec: (left / 1_000_000_000) as libc::time_t, tv_nsec: (left % 1_000_000_000) as libc::c_long };
+        let ts = libc::timespec {
+            tv_sec: (left / 1_000_000_000) as libc::time_t,
+            tv_nsec: (left % 1_000_000_000) as libc::c_long,
+        };
         // SAFETY: a shared (not private) futex wait on the page, with a timeout.
         unsafe { sys::futex(word.cast(), libc::FUTEX_WAIT, 0, &ts) };
     }
@@ -475,7 +566,9 @@ fn banner(rt: &Runtime) {
         ts(&mut line);
         line.str(",\"pid\":").i64(i64::from(sys::getpid()));
     } else {
-        line.str("forkguard[").i64(i64::from(sys::getpid())).byte(b']');
+        line.str("forkguard[")
+            .i64(i64::from(sys::getpid()))
+            .byte(b']');
     }
     line.push(&rt.banner);
     emit(rt, &mut line);
@@ -554,22 +647,34 @@ fn log_parent(rt: &Runtime, st: &ForkState, pid: pid_t, err: c_int, t: &Tally, p
     if rt.json {
         line.str("{\"ts\":");
         ts(&mut line);
-        line.str(",\"pid\":").i64(me).str(",\"event\":\"fork\",\"via\":\"").str(st.via.name());
+        line.str(",\"pid\":")
+            .i64(me)
+            .str(",\"event\":\"fork\",\"via\":\"")
+            .str(st.via.name());
         line.str("\",\"child\":").i64(child);
         if pid < 0 {
-            line.str(",\"errno\":").i64(i64::from(err)).str(",\"error\":\"");
+            line.str(",\"errno\":")
+                .i64(i64::from(err))
+                .str(",\"error\":\"");
             line.str(sys::errno_name(err).unwrap_or("?")).byte(b'"');
         }
         line.str(",\"phase_us\":").micros(st.prepare_ns + parent_ns);
-        line.str(",\"prepare_us\":").micros(st.prepare_ns).str(",\"parent_us\":").micros(parent_ns);
-        line.str(",\"actions_ok\":").u64(u64::from(st.prepare.ok + t.ok));
-        line.str(",\"actions_failed\":").u64(u64::from(st.prepare.failed + t.failed));
+        line.str(",\"prepare_us\":")
+            .micros(st.prepare_ns)
+            .str(",\"parent_us\":")
+            .micros(parent_ns);
+        line.str(",\"actions_ok\":")
+            .u64(u64::from(st.prepare.ok + t.ok));
+        line.str(",\"actions_failed\":")
+            .u64(u64::from(st.prepare.failed + t.failed));
         json_errors(&mut line, rt, &[&st.prepare, t]);
         line.byte(b'}');
     } else {
         line.str("forkguard[").i64(me).str("] fork -> ").i64(child);
         if pid < 0 {
-            line.str(" (").str(sys::errno_name(err).unwrap_or("error")).byte(b')');
+            line.str(" (")
+                .str(sys::errno_name(err).unwrap_or("error"))
+                .byte(b')');
         }
         line.str(" via ").str(st.via.name()).str(": prepare ");
         text_tally(&mut line, rt, &st.prepare);
@@ -587,14 +692,27 @@ fn log_child(rt: &Runtime, st: &ForkState, t: &Tally, ns: u64) {
     if rt.json {
         line.str("{\"ts\":");
         ts(&mut line);
-        line.str(",\"pid\":").i64(me).str(",\"event\":\"child\",\"via\":\"").str(st.via.name());
-        line.str("\",\"child\":").i64(me).str(",\"parent\":").i64(i64::from(st.parent_pid));
+        line.str(",\"pid\":")
+            .i64(me)
+            .str(",\"event\":\"child\",\"via\":\"")
+            .str(st.via.name());
+        line.str("\",\"child\":")
+            .i64(me)
+            .str(",\"parent\":")
+            .i64(i64::from(st.parent_pid));
         line.str(",\"phase_us\":").micros(ns);
-        line.str(",\"actions_ok\":").u64(u64::from(t.ok)).str(",\"actions_failed\":").u64(u64::from(t.failed));
+        line.str(",\"actions_ok\":")
+            .u64(u64::from(t.ok))
+            .str(",\"actions_failed\":")
+            .u64(u64::from(t.failed));
         json_errors(&mut line, rt, &[t]);
         line.byte(b'}');
     } else {
-        line.str("forkguard[").i64(me).str("] child of ").i64(i64::from(st.parent_pid)).str(": ");
+        line.str("forkguard[")
+            .i64(me)
+            .str("] child of ")
+            .i64(i64::from(st.parent_pid))
+            .str(": ");
         text_tally(&mut line, rt, t);
         line.byte(b' ').micros(ns).str("us");
     }

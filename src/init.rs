@@ -65,15 +65,18 @@ pub fn init() {
 
     let path = match env(secure, ENV_CONFIG).filter(|p| !p.is_empty()) {
         Some(p) => Some(p),
-        None => {
-            sys::exists(c"/etc/forkguard/forkguard.toml").then(|| SYSTEM_CONFIG.to_string())
-        }
+        None => sys::exists(c"/etc/forkguard/forkguard.toml").then(|| SYSTEM_CONFIG.to_string()),
     };
     let Some(path) = path else {
         if audit {
             let plan = Plan::parse("(no config)", "version = 1").ok();
             if let Some(plan) = plan {
-                if let Ok(mut rt) = runtime::build(&plan, &Program { paths: Vec::new() }, log_override, json_env) {
+                if let Ok(mut rt) = runtime::build(
+                    &plan,
+                    &Program { paths: Vec::new() },
+                    log_override,
+                    json_env,
+                ) {
                     rt.audit = true;
                     activate(rt);
                 }
@@ -83,19 +86,41 @@ pub fn init() {
     };
 
     let real_uid = sys::getuid();
-    let trust = if secure { Trust::RootOnly { real_uid } } else { Trust::User { real_uid } };
+    let trust = if secure {
+        Trust::RootOnly { real_uid }
+    } else {
+        Trust::User { real_uid }
+    };
     let loaded = match load::read_config(&path, trust) {
         Ok(l) => l,
-        Err(e) => return fail(&e, if check { OnError::Abort } else { OnError::Warn }, &log_override),
+        Err(e) => {
+            return fail(
+                &e,
+                if check { OnError::Abort } else { OnError::Warn },
+                &log_override,
+            )
+        }
     };
     let plan = match load::plan(&path, &loaded) {
         Ok(p) => p,
-        Err(e) => return fail(&e, if check { OnError::Abort } else { load::sniff_on_error(&loaded.text) }, &log_override),
+        Err(e) => {
+            return fail(
+                &e,
+                if check {
+                    OnError::Abort
+                } else {
+                    load::sniff_on_error(&loaded.text)
+                },
+                &log_override,
+            )
+        }
     };
     if check {
         check_symbols(&plan);
     }
-    let program = program(!plan.settings.programs.is_empty() || plan.actions.iter().any(|a| !a.programs.is_empty()));
+    let program = program(
+        !plan.settings.programs.is_empty() || plan.actions.iter().any(|a| !a.programs.is_empty()),
+    );
     if !program.matches_any(&plan.settings.programs) {
         return;
     }
@@ -136,7 +161,11 @@ fn program(need_exe: bool) -> Program {
     let execfn = unsafe { libc::getauxval(libc::AT_EXECFN) } as *const libc::c_char;
     if !execfn.is_null() {
         // SAFETY: the kernel put a NUL-terminated string there.
-        paths.push(unsafe { CStr::from_ptr(execfn) }.to_string_lossy().into_owned());
+        paths.push(
+            unsafe { CStr::from_ptr(execfn) }
+                .to_string_lossy()
+                .into_owned(),
+        );
     }
     if need_exe {
         if let Ok(p) = std::fs::read_link("/proc/self/exe") {
@@ -180,35 +209,71 @@ fn check_symbols(plan: &Plan) -> ! {
     let mut missing = 0;
     for a in &plan.actions {
         let Some(sym) = a.kind.symbol() else { continue };
-        let one = Plan { actions: vec![a.clone()], child: None, ..plan.clone() };
+        let one = Plan {
+            actions: vec![a.clone()],
+            child: None,
+            ..plan.clone()
+        };
         let what = match &a.kind {
             forkguard_core::plan::ActionKind::Lock(_) => "lock",
             forkguard_core::plan::ActionKind::Zero(_) => "zero",
             _ => "call",
         };
         let everyone = Program { paths: Vec::new() };
-        let one = Plan { actions: one.actions.into_iter().map(|mut a| { a.programs.clear(); a }).collect(), ..one };
+        let one = Plan {
+            actions: one
+                .actions
+                .into_iter()
+                .map(|mut a| {
+                    a.programs.clear();
+                    a
+                })
+                .collect(),
+            ..one
+        };
         match runtime::build(&one, &everyone, Some(LogDest::Off), None) {
             Ok(rt) => {
-                let addr = rt.actions.first().and_then(|a| a.kind.sym()).map_or(0, |s| s.addr());
+                let addr = rt
+                    .actions
+                    .first()
+                    .and_then(|a| a.kind.sym())
+                    .map_or(0, |s| s.addr());
                 if addr == 0 {
-                    let why = if sym.lib.is_some() { "library not loaded at start" } else { "not found" };
-                    out.push_str(&format!("forkguard-check: missing  {what} {sym}: {why}{}\n", if sym.optional { " (optional)" } else { "" }));
+                    let why = if sym.lib.is_some() {
+                        "library not loaded at start"
+                    } else {
+                        "not found"
+                    };
+                    out.push_str(&format!(
+                        "forkguard-check: missing  {what} {sym}: {why}{}\n",
+                        if sym.optional { " (optional)" } else { "" }
+                    ));
                     if !sym.optional && sym.lib.is_none() {
                         missing += 1;
                     }
                 } else {
                     let (obj, how) = where_is(addr, &sym.name);
-                    out.push_str(&format!("forkguard-check: resolved {what} {sym} in {obj} ({how})\n"));
+                    out.push_str(&format!(
+                        "forkguard-check: resolved {what} {sym} in {obj} ({how})\n"
+                    ));
                 }
             }
             Err(e) => {
                 missing += 1;
-                out.push_str(&format!("forkguard-check: missing  {what} {sym}: {}\n", e.msg));
+                out.push_str(&format!(
+                    "forkguard-check: missing  {what} {sym}: {}\n",
+                    e.msg
+                ));
             }
         }
     }
-    out.push_str(&format!("forkguard-check: {} symbol(s) checked, {missing} missing\n", plan.actions.iter().filter(|a| a.kind.symbol().is_some()).count()));
+    out.push_str(&format!(
+        "forkguard-check: {} symbol(s) checked, {missing} missing\n",
+        plan.actions
+            .iter()
+            .filter(|a| a.kind.symbol().is_some())
+            .count()
+    ));
     sys::write_all(1, out.as_bytes());
     // SAFETY: ends the process before main, as the check mode promises.
     unsafe { libc::_exit(if missing == 0 { 0 } else { 1 }) }
@@ -223,11 +288,24 @@ fn where_is(addr: usize, name: &str) -> (String, &'static str) {
         if libc::dladdr(addr as *const libc::c_void, &mut info) == 0 || info.dli_fname.is_null() {
             return ("?".into(), "unknown");
         }
-        let obj = CStr::from_ptr(info.dli_fname).to_string_lossy().into_owned();
-        let obj = if obj.is_empty() { "the program".to_string() } else { obj };
+        let obj = CStr::from_ptr(info.dli_fname)
+            .to_string_lossy()
+            .into_owned();
+        let obj = if obj.is_empty() {
+            "the program".to_string()
+        } else {
+            obj
+        };
         let dynamic = !info.dli_sname.is_null()
             && CStr::from_ptr(info.dli_sname).to_bytes() == name.as_bytes()
             && info.dli_saddr as usize == addr;
-        (obj, if dynamic { "dynamic symbol" } else { "static symbol table" })
+        (
+            obj,
+            if dynamic {
+                "dynamic symbol"
+            } else {
+                "static symbol table"
+            },
+        )
     }
 }

@@ -35,7 +35,9 @@ mod imp {
     /// bound function itself (it would recurse): only `dlsym`, a real
     /// import, and raw system calls.
     extern "C" fn fg_lazy_resolve(i: u32) -> usize {
-        let Some(name) = NAMES.get(i as usize) else { die(b"?") };
+        let Some(name) = NAMES.get(i as usize) else {
+            die(b"?")
+        };
         // SAFETY: name is NUL-terminated; RTLD_DEFAULT finds the function the
         // dynamic loader would have bound (the program's own first).
         let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) } as usize;

@@ -11,6 +11,7 @@
 mod audit;
 mod buf;
 mod child;
+mod elf;
 mod engine;
 mod fd;
 mod fdinfo;

@@ -4,9 +4,11 @@
 //! addresses re-resolved in the parent (atomics, see `symbols`).
 
 use crate::symbols::{Missing, Sym};
-use forkguard_core::plan::{ActionKind, ChildSettings, LogDest, LogFormat, Phase, Plan, VforkPolicy};
+use forkguard_core::plan::{
+    ActionKind, ChildSettings, LogDest, LogFormat, Phase, Plan, VforkPolicy,
+};
 use forkguard_core::ConfigError;
-use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 /// The active runtime, or null: every hook passes straight through.
 static RUNTIME: AtomicPtr<Runtime> = AtomicPtr::new(std::ptr::null_mut());
@@ -50,6 +52,8 @@ pub struct Runtime {
     pub banner_done: AtomicBool,
     /// Some actions name symbols: check for newly loaded objects at prepare.
     pub has_symbols: bool,
+    /// The loader generation every symbol was last resolved in.
+    pub symbols_generation: AtomicU64,
 }
 
 /// One action, with a label for messages (`call foo`, `lock g_lock`).
@@ -166,14 +170,30 @@ pub fn build(
                     Ok(_) | Err(Missing::LibNotLoaded) => {}
                     Err(Missing::NoSuchSymbol) if c.symbol.optional => {}
                     Err(Missing::NoSuchSymbol) => {
-                        return Err(err(c.symbol.loc, format!("unknown symbol {:?} (set optional = true if it may be missing)", c.symbol.to_string())));
+                        return Err(err(
+                            c.symbol.loc,
+                            format!(
+                                "unknown symbol {:?} (set optional = true if it may be missing)",
+                                c.symbol.to_string()
+                            ),
+                        ));
                     }
+                    Err(Missing::Unusable(m)) => return Err(err(c.symbol.loc, m)),
                 }
-                RtKind::Call { phase: c.phase, sym }
+                RtKind::Call {
+                    phase: c.phase,
+                    sym,
+                }
             }
-            ActionKind::Lock(l) => RtKind::Lock(crate::lock::build(l, generation).map_err(|(loc, m)| err(loc, m))?),
-            ActionKind::Zero(z) => RtKind::Zero(crate::zero::build(z, generation).map_err(|(loc, m)| err(loc, m))?),
-            ActionKind::Fd(f) => RtKind::Fd(crate::fd::build(f, a.loc).map_err(|(loc, m)| err(loc, m))?),
+            ActionKind::Lock(l) => {
+                RtKind::Lock(crate::lock::build(l, generation).map_err(|(loc, m)| err(loc, m))?)
+            }
+            ActionKind::Zero(z) => {
+                RtKind::Zero(crate::zero::build(z, generation).map_err(|(loc, m)| err(loc, m))?)
+            }
+            ActionKind::Fd(f) => {
+                RtKind::Fd(crate::fd::build(f, a.loc).map_err(|(loc, m)| err(loc, m))?)
+            }
         };
         let label = match &kind {
             RtKind::Call { sym, .. } => format!("call {}", sym.spec),
@@ -181,7 +201,10 @@ pub fn build(
             RtKind::Zero(z) => format!("zero {}", z.sym.spec),
             RtKind::Fd(f) => crate::fd::label(f),
         };
-        actions.push(RtAction { label: label.into_bytes(), kind });
+        actions.push(RtAction {
+            label: label.into_bytes(),
+            kind,
+        });
     }
     let has_symbols = actions.iter().any(|a| a.kind.sym().is_some());
     let settings = &plan.settings;
@@ -194,7 +217,11 @@ pub fn build(
             LogTarget::File(v)
         }
     };
-    let child = plan.child.as_ref().filter(|c| !c.is_empty()).map(ChildPlan::new);
+    let child = plan
+        .child
+        .as_ref()
+        .filter(|c| !c.is_empty())
+        .map(ChildPlan::new);
     let n = actions.len() + child.as_ref().map_or(0, |c| c.count());
     let json = json_override.unwrap_or(settings.log_format == LogFormat::Json);
     let prog = program.paths.first().map_or("?", |s| s.as_str());
@@ -220,6 +247,7 @@ pub fn build(
         banner: banner.into_bytes(),
         banner_done: AtomicBool::new(false),
         has_symbols,
+        symbols_generation: AtomicU64::new(generation),
     })
 }
 

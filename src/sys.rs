@@ -48,13 +48,29 @@ unsafe fn raw(n: c_long, a: [usize; 6]) -> isize {
 unsafe fn raw(n: c_long, a: [usize; 6]) -> isize {
     // SAFETY: forwarded contract; libc's syscall() reports errors in errno.
     let r = unsafe { libc::syscall(n, a[0], a[1], a[2], a[3], a[4], a[5]) } as isize;
-    if r == -1 { -(errno() as isize) } else { r }
+    if r == -1 {
+        -(errno() as isize)
+    } else {
+        r
+    }
 }
 
 /// `open(2)` of a NUL-terminated path. Async-signal-safe.
 pub fn open(path: &core::ffi::CStr, flags: c_int, mode: u32) -> c_int {
     // SAFETY: path is NUL-terminated and lives across the call.
-    unsafe { syscall(libc::SYS_openat, [libc::AT_FDCWD as usize, path.as_ptr() as usize, flags as usize, mode as usize, 0, 0]) as c_int }
+    unsafe {
+        syscall(
+            libc::SYS_openat,
+            [
+                libc::AT_FDCWD as usize,
+                path.as_ptr() as usize,
+                flags as usize,
+                mode as usize,
+                0,
+                0,
+            ],
+        ) as c_int
+    }
 }
 
 /// `open(2)` of a byte string that must end with a NUL. Async-signal-safe.
@@ -77,7 +93,12 @@ pub fn close(fd: c_int) -> c_int {
 /// `write(2)`. Async-signal-safe.
 pub fn write(fd: c_int, bytes: &[u8]) -> isize {
     // SAFETY: the pointer and length describe a live slice.
-    unsafe { syscall(libc::SYS_write, [fd as usize, bytes.as_ptr() as usize, bytes.len(), 0, 0, 0]) }
+    unsafe {
+        syscall(
+            libc::SYS_write,
+            [fd as usize, bytes.as_ptr() as usize, bytes.len(), 0, 0, 0],
+        )
+    }
 }
 
 /// `kill(2)`. Async-signal-safe.
@@ -113,7 +134,19 @@ pub fn getuid() -> u32 {
 /// `access(path, F_OK) == 0`.
 pub fn exists(path: &core::ffi::CStr) -> bool {
     // SAFETY: path is NUL-terminated.
-    unsafe { syscall(libc::SYS_faccessat, [libc::AT_FDCWD as usize, path.as_ptr() as usize, libc::F_OK as usize, 0, 0, 0]) == 0 }
+    unsafe {
+        syscall(
+            libc::SYS_faccessat,
+            [
+                libc::AT_FDCWD as usize,
+                path.as_ptr() as usize,
+                libc::F_OK as usize,
+                0,
+                0,
+                0,
+            ],
+        ) == 0
+    }
 }
 
 /// A shared anonymous mapping of `len` bytes, or null. Parent side.
@@ -122,7 +155,11 @@ pub fn map_shared(len: usize) -> *mut c_void {
     let prot = (libc::PROT_READ | libc::PROT_WRITE) as usize;
     // SAFETY: a fresh anonymous mapping touches no existing memory.
     let p = unsafe { syscall(libc::SYS_mmap, [0, len, prot, flags, usize::MAX, 0]) };
-    if p < 0 { core::ptr::null_mut() } else { p as *mut c_void }
+    if p < 0 {
+        core::ptr::null_mut()
+    } else {
+        p as *mut c_void
+    }
 }
 
 /// `munmap(2)`. Async-signal-safe.
@@ -141,7 +178,19 @@ pub unsafe fn unmap(p: *mut c_void, len: usize) {
 /// `word` must point to a live, 4-byte aligned u32.
 pub unsafe fn futex(word: *const u32, op: c_int, val: u32, timeout: *const libc::timespec) {
     // SAFETY: forwarded contract.
-    unsafe { syscall(libc::SYS_futex, [word as usize, op as usize, val as usize, timeout as usize, 0, 0]) };
+    unsafe {
+        syscall(
+            libc::SYS_futex,
+            [
+                word as usize,
+                op as usize,
+                val as usize,
+                timeout as usize,
+                0,
+                0,
+            ],
+        )
+    };
 }
 
 /// The calling thread's `errno`. Async-signal-safe.
@@ -178,7 +227,11 @@ pub fn write_all(fd: c_int, mut bytes: &[u8]) {
 /// or reuse under us. Async-signal-safe.
 pub fn append_to(path: &[u8], line: &[u8]) {
     let saved = errno();
-    let fd = open_bytes(path, libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOCTTY, 0o640);
+    let fd = open_bytes(
+        path,
+        libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOCTTY,
+        0o640,
+    );
     if fd >= 0 {
         write_all(fd, line);
         close(fd);
@@ -197,11 +250,28 @@ pub fn wall_ns() -> u64 {
 }
 
 fn clock(id: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid out-parameter. (A system call rather than the
     // vDSO: only used when logging, and it saves an import at load.)
-    unsafe { syscall(libc::SYS_clock_gettime, [id as usize, (&mut ts as *mut libc::timespec) as usize, 0, 0, 0, 0]) };
-    (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64)
+    unsafe {
+        syscall(
+            libc::SYS_clock_gettime,
+            [
+                id as usize,
+                (&mut ts as *mut libc::timespec) as usize,
+                0,
+                0,
+                0,
+                0,
+            ],
+        )
+    };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
 }
 
 /// Block every signal; returns the previous mask. Async-signal-safe.

@@ -18,7 +18,9 @@ pub fn run(file: Option<&str>, program: Option<&str>) -> ExitCode {
     let file = file.map_or_else(default_file, str::to_string);
     // SAFETY: getuid cannot fail.
     let real_uid = unsafe { libc::getuid() };
-    let plan = match load::read_config(&file, Trust::User { real_uid }).and_then(|l| load::plan(&file, &l)) {
+    let plan = match load::read_config(&file, Trust::User { real_uid })
+        .and_then(|l| load::plan(&file, &l))
+    {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");
@@ -33,7 +35,11 @@ pub fn run(file: Option<&str>, program: Option<&str>) -> ExitCode {
 }
 
 fn programs(list: &[String]) -> String {
-    if list.is_empty() { "every program".into() } else { list.join(", ") }
+    if list.is_empty() {
+        "every program".into()
+    } else {
+        list.join(", ")
+    }
 }
 
 fn print_plan(plan: &Plan) {
@@ -83,7 +89,11 @@ fn print_plan(plan: &Plan) {
     parent.reverse();
     let (mut locks, rest): (Vec<_>, Vec<_>) = child.into_iter().partition(|(k, _)| *k == 0);
     locks.reverse();
-    let mut zero_fd: Vec<_> = rest.iter().filter(|(k, _)| *k == 1 || *k == 2).cloned().collect();
+    let mut zero_fd: Vec<_> = rest
+        .iter()
+        .filter(|(k, _)| *k == 1 || *k == 2)
+        .cloned()
+        .collect();
     zero_fd.sort_by_key(|(k, _)| *k);
     let mut calls: Vec<_> = rest.into_iter().filter(|(k, _)| *k == 4).collect();
     calls.reverse();
@@ -91,7 +101,10 @@ fn print_plan(plan: &Plan) {
     if let Some(c) = plan.child.as_ref().filter(|c| !c.is_empty()) {
         let mut parts = Vec::new();
         if let Some(sig) = c.parent_death_signal {
-            parts.push(format!("parent_death_signal = {}", forkguard_core::signal::name(sig)));
+            parts.push(format!(
+                "parent_death_signal = {}",
+                forkguard_core::signal::name(sig)
+            ));
         }
         if c.reset_signal_mask {
             parts.push("reset_signal_mask".into());
@@ -127,7 +140,13 @@ fn describe(a: &Action, what: &str) -> String {
         ActionKind::Lock(l) => {
             let mut s = format!("lock {} ({:?}, {:?}", l.symbol, l.kind, l.strategy).to_lowercase();
             if l.strategy == LockStrategy::Acquire {
-                s.push_str(&format!(", timeout {} ms, on timeout {:?}", l.timeout_ms, l.on_timeout).to_lowercase());
+                s.push_str(
+                    &format!(
+                        ", timeout {} ms, on timeout {:?}",
+                        l.timeout_ms, l.on_timeout
+                    )
+                    .to_lowercase(),
+                );
             }
             s.push(')');
             if !what.is_empty() {
@@ -184,12 +203,17 @@ fn describe(a: &Action, what: &str) -> String {
 /// that the check never runs one for real.
 fn loadable(path: &str) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
-    let md = std::fs::metadata(path).map_err(|e| format!("'{path}': {}", crate::launch::strip_os(&e)))?;
+    let md = std::fs::metadata(path)
+        .map_err(|e| format!("'{path}': {}", crate::launch::strip_os(&e)))?;
     if md.permissions().mode() & 0o6000 != 0 {
-        return Err(format!("'{path}': setuid/setgid program: forkguard will not run it to check symbols"));
+        return Err(format!(
+            "'{path}': setuid/setgid program: forkguard will not run it to check symbols"
+        ));
     }
     let mut head = vec![0u8; 4096];
-    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).map_err(|e| format!("'{path}': {e}"))?;
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .map_err(|e| format!("'{path}': {e}"))?;
     head.truncate(n);
     if head.starts_with(b"#!") {
         return Ok(());
@@ -197,16 +221,30 @@ fn loadable(path: &str) -> Result<(), String> {
     if !head.starts_with(b"\x7fELF") || head.get(4) != Some(&2) {
         return Err(format!("'{path}': not a 64-bit ELF program"));
     }
-    let rd16 = |o: usize| head.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
-    let rd64 = |o: usize| head.get(o..o + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as usize);
+    let rd16 = |o: usize| {
+        head.get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    };
+    let rd64 = |o: usize| {
+        head.get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as usize)
+    };
     let (Some(phoff), Some(phentsize), Some(phnum)) = (rd64(32), rd16(54), rd16(56)) else {
         return Err(format!("'{path}': truncated ELF header"));
     };
     let interp = (0..phnum).any(|i| {
         let o = phoff + i * phentsize;
-        head.get(o..o + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])) == Some(3) // PT_INTERP
+        head.get(o..o + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            == Some(3) // PT_INTERP
     });
-    if interp { Ok(()) } else { Err(format!("'{path}': statically linked: LD_PRELOAD cannot load forkguard into it")) }
+    if interp {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{path}': statically linked: LD_PRELOAD cannot load forkguard into it"
+        ))
+    }
 }
 
 /// Load the library into PATH in check mode: it resolves every symbol,
@@ -223,7 +261,9 @@ fn check_program(file: &str, program: &str) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let abs = std::path::absolute(file).map(|p| p.to_string_lossy().into_owned()).unwrap_or(file.to_string());
+    let abs = std::path::absolute(file)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or(file.to_string());
     let child = Command::new(program)
         .env("LD_PRELOAD", &lib)
         .env(forkguard_core::ENV_CONFIG, abs)
@@ -260,7 +300,10 @@ fn check_program(file: &str, program: &str) -> ExitCode {
     if let Some(mut e) = child.stderr.take() {
         let _ = e.read_to_string(&mut err);
     }
-    let report: Vec<&str> = out.lines().filter_map(|l| l.strip_prefix("forkguard-check: ")).collect();
+    let report: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("forkguard-check: "))
+        .collect();
     if report.is_empty() {
         eprint!("{err}");
         eprintln!("forkguard: '{program}': the library did not load into it (no check report)");

@@ -16,22 +16,43 @@ pub fn library() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("FORKGUARD_LIB").filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
         let p = std::path::absolute(&p).map_err(|e| format!("FORKGUARD_LIB: {e}"))?;
-        return if p.is_file() { Ok(p) } else { Err(format!("'{}': no such library (FORKGUARD_LIB)", p.display())) };
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!(
+                "'{}': no such library (FORKGUARD_LIB)",
+                p.display()
+            ))
+        };
     }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find myself: {e}"))?;
-    let p = exe.parent().unwrap_or(Path::new("/")).join("libforkguard.so");
+    let p = exe
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .join("libforkguard.so");
     if p.is_file() {
         Ok(p)
     } else {
-        Err(format!("'{}': library not found (set FORKGUARD_LIB)", p.display()))
+        Err(format!(
+            "'{}': library not found (set FORKGUARD_LIB)",
+            p.display()
+        ))
     }
 }
 
 fn absolute(p: &str) -> Result<String, String> {
-    std::path::absolute(p).map(|p| p.to_string_lossy().into_owned()).map_err(|e| format!("'{p}': {e}"))
+    std::path::absolute(p)
+        .map(|p| p.to_string_lossy().into_owned())
+        .map_err(|e| format!("'{p}': {e}"))
 }
 
-pub fn exec(mode: Mode, config: Option<&str>, log: Option<&str>, format: Option<&str>, cmd: &[String]) -> ExitCode {
+pub fn exec(
+    mode: Mode,
+    config: Option<&str>,
+    log: Option<&str>,
+    format: Option<&str>,
+    cmd: &[String],
+) -> ExitCode {
     let fail = |m: String| {
         eprintln!("forkguard: {m}");
         ExitCode::from(2)
@@ -87,5 +108,6 @@ pub fn exec(mode: Mode, config: Option<&str>, log: Option<&str>, format: Option<
 
 pub fn strip_os(e: &std::io::Error) -> String {
     let s = e.to_string();
-    s.find(" (os error").map_or(s.clone(), |i| s[..i].to_string())
+    s.find(" (os error")
+        .map_or(s.clone(), |i| s[..i].to_string())
 }

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "forkguard", version, about = "Make fork() safe for threaded programs, from outside")]
+#[command(
+    name = "forkguard",
+    version,
+    about = "Make fork() safe for threaded programs, from outside"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -34,7 +38,12 @@ enum Command {
         #[arg(long, value_enum)]
         format: Option<Format>,
         /// The program and its arguments.
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CMD"
+        )]
         cmd: Vec<String>,
     },
     /// Validate a config and print the resolved plan, phase by phase.
@@ -56,7 +65,12 @@ enum Command {
         /// Report line format.
         #[arg(long, value_enum)]
         format: Option<Format>,
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CMD"
+        )]
         cmd: Vec<String>,
     },
 }
@@ -71,12 +85,30 @@ fn format_name(f: Option<Format>) -> Option<&'static str> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config, log, format, cmd } => {
-            launch::exec(launch::Mode::Run, config.as_deref(), log.as_deref(), format_name(format), &cmd)
-        }
-        Command::Audit { config, log, format, cmd } => {
-            launch::exec(launch::Mode::Audit, config.as_deref(), log.as_deref(), format_name(format), &cmd)
-        }
+        Command::Run {
+            config,
+            log,
+            format,
+            cmd,
+        } => launch::exec(
+            launch::Mode::Run,
+            config.as_deref(),
+            log.as_deref(),
+            format_name(format),
+            &cmd,
+        ),
+        Command::Audit {
+            config,
+            log,
+            format,
+            cmd,
+        } => launch::exec(
+            launch::Mode::Audit,
+            config.as_deref(),
+            log.as_deref(),
+            format_name(format),
+            &cmd,
+        ),
         Command::Check { file, program } => check::run(file.as_deref(), program.as_deref()),
     }
 }

@@ -15,13 +15,23 @@ pub struct ConfigError {
 impl ConfigError {
     /// An error about the file as a whole (unreadable, not a regular file ...).
     pub fn file(file: &str, msg: impl Into<String>) -> Self {
-        ConfigError { file: file.to_string(), line: 0, col: 0, msg: msg.into() }
+        ConfigError {
+            file: file.to_string(),
+            line: 0,
+            col: 0,
+            msg: msg.into(),
+        }
     }
 
     /// An error at byte offset `at` of `text`.
     pub fn at(file: &str, text: &str, at: usize, msg: impl Into<String>) -> Self {
         let (line, col) = line_col(text, at);
-        ConfigError { file: file.to_string(), line, col, msg: msg.into() }
+        ConfigError {
+            file: file.to_string(),
+            line,
+            col,
+            msg: msg.into(),
+        }
     }
 }
 
@@ -30,7 +40,11 @@ impl fmt::Display for ConfigError {
         if self.line == 0 {
             write!(f, "forkguard: {}: {}", self.file, self.msg)
         } else {
-            write!(f, "forkguard: {}:{}:{}: {}", self.file, self.line, self.col, self.msg)
+            write!(
+                f,
+                "forkguard: {}:{}:{}: {}",
+                self.file, self.line, self.col, self.msg
+            )
         }
     }
 }
@@ -67,6 +81,9 @@ mod tests {
     fn display_has_location() {
         let e = ConfigError::at("f.toml", "x\ny", 2, "bad");
         assert_eq!(e.to_string(), "forkguard: f.toml:2:1: bad");
-        assert_eq!(ConfigError::file("f", "gone").to_string(), "forkguard: f: gone");
+        assert_eq!(
+            ConfigError::file("f", "gone").to_string(),
+            "forkguard: f: gone"
+        );
     }
 }

@@ -41,9 +41,15 @@ pub fn read_config(path: &str, trust: Trust) -> Result<Loaded, ConfigError> {
             Some(libc::ELOOP) => fail("refusing a symbolic link as config".into()),
             _ => fail(format!("cannot open: {}", strip_os(&e))),
         })?;
-    let md = file.metadata().map_err(|e| fail(format!("cannot stat: {}", strip_os(&e))))?;
+    let md = file
+        .metadata()
+        .map_err(|e| fail(format!("cannot stat: {}", strip_os(&e))))?;
     if !md.file_type().is_file() {
-        let what = if md.is_dir() { "a directory" } else { "not a regular file" };
+        let what = if md.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        };
         return Err(fail(format!("refusing config: {what}")));
     }
     let (real_uid, root_only) = match trust {
@@ -58,7 +64,9 @@ pub fn read_config(path: &str, trust: Trust) -> Result<Loaded, ConfigError> {
         return Err(fail("refusing config writable by group or others".into()));
     }
     if md.len() > MAX_CONFIG_BYTES {
-        return Err(fail(format!("refusing config larger than {MAX_CONFIG_BYTES} bytes")));
+        return Err(fail(format!(
+            "refusing config larger than {MAX_CONFIG_BYTES} bytes"
+        )));
     }
     let may_show = md.uid() == real_uid || md.mode() & 0o004 != 0;
     let mut bytes = Vec::with_capacity(md.len() as usize);
@@ -67,7 +75,9 @@ pub fn read_config(path: &str, trust: Trust) -> Result<Loaded, ConfigError> {
         .read_to_end(&mut bytes)
         .map_err(|e| fail(format!("cannot read: {}", strip_os(&e))))?;
     if bytes.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(fail(format!("refusing config larger than {MAX_CONFIG_BYTES} bytes")));
+        return Err(fail(format!(
+            "refusing config larger than {MAX_CONFIG_BYTES} bytes"
+        )));
     }
     match String::from_utf8(bytes) {
         Ok(text) => Ok(Loaded { text, may_show }),
@@ -113,12 +123,19 @@ pub fn sniff_on_error(text: &str) -> crate::plan::OnError {
         on_error: Option<String>,
     }
     if let Ok(s) = toml::from_str::<Sniff>(text) {
-        let abort = s.settings.and_then(|s| s.on_error).is_some_and(|v| v == "abort");
+        let abort = s
+            .settings
+            .and_then(|s| s.on_error)
+            .is_some_and(|v| v == "abort");
         return if abort { OnError::Abort } else { OnError::Warn };
     }
     let abort = text.lines().any(|l| {
         let l: String = l.chars().filter(|c| !c.is_whitespace()).collect();
         l.starts_with("on_error=\"abort\"") || l.starts_with("on_error='abort'")
     });
-    if abort { OnError::Abort } else { OnError::Warn }
+    if abort {
+        OnError::Abort
+    } else {
+        OnError::Warn
+    }
 }

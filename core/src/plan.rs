@@ -71,7 +71,9 @@ impl LogDest {
             p if p.starts_with('/') && p.len() <= MAX_PATH && !p.contains('\0') => {
                 Ok(LogDest::File(p.to_string()))
             }
-            _ => Err(format!("log must be \"off\", \"stderr\" or an absolute path, not {s:?}")),
+            _ => Err(format!(
+                "log must be \"off\", \"stderr\" or an absolute path, not {s:?}"
+            )),
         }
     }
 }
@@ -206,7 +208,11 @@ impl Endpoint {
                 // `[::1]:80`: brackets hold an IPv6 address, nothing else.
                 Some(v6) => Some(IpAddr::V6(v6.parse().map_err(|_| bad())?)),
                 // `::1:80` is ambiguous: IPv6 needs its brackets.
-                None if h.contains(':') => return Err(format!("write an IPv6 address in brackets: \"[{h}]:{port}\"")),
+                None if h.contains(':') => {
+                    return Err(format!(
+                        "write an IPv6 address in brackets: \"[{h}]:{port}\""
+                    ))
+                }
                 None => Some(IpAddr::V4(h.parse().map_err(|_| bad())?)),
             },
         };
@@ -244,6 +250,9 @@ impl ChildSettings {
 struct Ctx<'a> {
     file: &'a str,
     text: &'a str,
+    /// Byte offset where each line starts: locations are looked up by
+    /// binary search instead of rescanning the text for every action.
+    line_starts: Vec<usize>,
 }
 
 impl Ctx<'_> {
@@ -251,7 +260,14 @@ impl Ctx<'_> {
         ConfigError::at(self.file, self.text, span.start, msg)
     }
     fn loc(&self, span: Range<usize>) -> Loc {
-        let (line, col) = crate::error::line_col(self.text, span.start);
+        let at = span.start.min(self.text.len());
+        let line = self.line_starts.partition_point(|&s| s <= at).max(1);
+        let start = self.line_starts.get(line - 1).copied().unwrap_or(0);
+        let col = self
+            .text
+            .get(start..at)
+            .map_or(at - start, |t| t.chars().count())
+            + 1;
         Loc { line, col }
     }
 }
@@ -259,13 +275,23 @@ impl Ctx<'_> {
 impl Plan {
     /// Parse and validate a whole config file. `file` is only used in messages.
     pub fn parse(file: &str, text: &str) -> Result<Plan, ConfigError> {
-        let cx = Ctx { file, text };
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        let cx = Ctx {
+            file,
+            text,
+            line_starts,
+        };
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let at = e.span().map_or(0, |s| s.start);
             ConfigError::at(file, text, at, e.message().trim_end().to_string())
         })?;
         if *raw.version.get_ref() != 1 {
-            return Err(cx.err(raw.version.span(), "unsupported version (this forkguard reads version = 1)"));
+            return Err(cx.err(
+                raw.version.span(),
+                "unsupported version (this forkguard reads version = 1)",
+            ));
         }
         let settings = match raw.settings {
             Some(s) => settings(&cx, s.into_inner())?,
@@ -294,7 +320,12 @@ impl Plan {
         actions.sort_by_key(|(at, _)| *at);
         if actions.len() > MAX_ACTIONS {
             let at = actions.get(MAX_ACTIONS).map_or(0, |(at, _)| *at);
-            return Err(ConfigError::at(file, text, at, format!("too many actions (at most {MAX_ACTIONS})")));
+            return Err(ConfigError::at(
+                file,
+                text,
+                at,
+                format!("too many actions (at most {MAX_ACTIONS})"),
+            ));
         }
         let child = match raw.child {
             Some(c) => Some(child(&cx, c)?),
@@ -345,7 +376,10 @@ fn programs(cx: &Ctx, p: Spanned<Vec<Spanned<String>>>) -> Result<Vec<String>, C
     let span = p.span();
     let list = p.into_inner();
     if list.is_empty() {
-        return Err(cx.err(span, "programs is empty: no program would match; remove the key to match every program"));
+        return Err(cx.err(
+            span,
+            "programs is empty: no program would match; remove the key to match every program",
+        ));
     }
     list.into_iter()
         .map(|g| {
@@ -371,12 +405,19 @@ fn symbol(cx: &Ctx, s: &Spanned<String>, optional: bool) -> Result<SymbolRef, Co
         None => (None, text.as_str()),
     };
     let ok = !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'$' | b'@'))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'$' | b'@'))
         && !name.as_bytes()[0].is_ascii_digit();
     if !ok {
         return Err(bad("not a symbol name"));
     }
-    Ok(SymbolRef { lib, name: name.to_string(), optional, loc: cx.loc(s.span()) })
+    Ok(SymbolRef {
+        lib,
+        name: name.to_string(),
+        optional,
+        loc: cx.loc(s.span()),
+    })
 }
 
 fn narrow(cx: &Ctx, p: Option<Spanned<Vec<Spanned<String>>>>) -> Result<Vec<String>, ConfigError> {
@@ -407,7 +448,10 @@ fn call(cx: &Ctx, c: Spanned<RawCall>) -> Result<Action, ConfigError> {
     let loc = cx.loc(c.span());
     let c = c.into_inner();
     Ok(Action {
-        kind: ActionKind::Call(CallSpec { phase: c.phase, symbol: symbol(cx, &c.symbol, c.optional)? }),
+        kind: ActionKind::Call(CallSpec {
+            phase: c.phase,
+            symbol: symbol(cx, &c.symbol, c.optional)?,
+        }),
         programs: narrow(cx, c.programs)?,
         loc,
     })
@@ -417,7 +461,9 @@ fn zero(cx: &Ctx, z: Spanned<RawZero>) -> Result<Action, ConfigError> {
     let loc = cx.loc(z.span());
     let z = z.into_inner();
     Ok(Action {
-        kind: ActionKind::Zero(ZeroSpec { symbol: symbol(cx, &z.symbol, z.optional)? }),
+        kind: ActionKind::Zero(ZeroSpec {
+            symbol: symbol(cx, &z.symbol, z.optional)?,
+        }),
         programs: narrow(cx, z.programs)?,
         loc,
     })
@@ -462,9 +508,15 @@ fn fd(cx: &Ctx, f: Spanned<RawFd>) -> Result<Action, ConfigError> {
         }
         select.path = Some(p.get_ref().clone());
     }
-    for (key, v, slot) in [("peer", &s.peer, &mut select.peer), ("local", &s.local, &mut select.local)] {
+    for (key, v, slot) in [
+        ("peer", &s.peer, &mut select.peer),
+        ("local", &s.local, &mut select.local),
+    ] {
         if let Some(v) = v {
-            *slot = Some(Endpoint::parse(v.get_ref()).map_err(|m| cx.err(v.span(), format!("{key}: {m}")))?);
+            *slot = Some(
+                Endpoint::parse(v.get_ref())
+                    .map_err(|m| cx.err(v.span(), format!("{key}: {m}")))?,
+            );
         }
     }
     if select.fds.is_empty()
@@ -474,15 +526,26 @@ fn fd(cx: &Ctx, f: Spanned<RawFd>) -> Result<Action, ConfigError> {
         && select.peer.is_none()
         && select.local.is_none()
     {
-        return Err(cx.err(sel_span, "empty selector: give fd, fds, from, kind, path, peer or local"));
+        return Err(cx.err(
+            sel_span,
+            "empty selector: give fd, fds, from, kind, path, peer or local",
+        ));
     }
     if (select.peer.is_some() || select.local.is_some())
-        && select.kind.is_some_and(|k| !matches!(k, FdKind::Socket | FdKind::Listen))
+        && select
+            .kind
+            .is_some_and(|k| !matches!(k, FdKind::Socket | FdKind::Listen))
     {
-        return Err(cx.err(sel_span, "peer/local select sockets, but kind is not \"socket\" or \"listen\""));
+        return Err(cx.err(
+            sel_span,
+            "peer/local select sockets, but kind is not \"socket\" or \"listen\"",
+        ));
     }
     if select.peer.is_some() && select.kind == Some(FdKind::Listen) {
-        return Err(cx.err(sel_span, "a listening socket has no peer: use local = \"host:port\" with kind = \"listen\""));
+        return Err(cx.err(
+            sel_span,
+            "a listening socket has no peer: use local = \"host:port\" with kind = \"listen\"",
+        ));
     }
     if let Some(from) = select.from {
         if !select.fds.is_empty() && select.fds.iter().all(|&n| n < from) {
@@ -490,36 +553,68 @@ fn fd(cx: &Ctx, f: Spanned<RawFd>) -> Result<Action, ConfigError> {
         }
     }
     if !select.fds.is_empty() && select.fds.iter().all(|n| select.except.contains(n)) {
-        return Err(cx.err(sel_span, "every fd named in fd/fds is also in except: the selector matches nothing"));
+        return Err(cx.err(
+            sel_span,
+            "every fd named in fd/fds is also in except: the selector matches nothing",
+        ));
+    }
+    let from = select.from.unwrap_or(0);
+    if !select.fds.is_empty()
+        && select
+            .fds
+            .iter()
+            .all(|n| *n < from || select.except.contains(n))
+    {
+        return Err(cx.err(
+            sel_span,
+            "every fd named in fd/fds is below from or in except: the selector matches nothing",
+        ));
     }
 
     let action = *f.action.get_ref();
     let aspan = f.action.span();
     match action {
         FdActionKind::Disconnect => {
-            if let Some(k) = select.kind.filter(|k| !matches!(k, FdKind::Socket | FdKind::Listen)) {
-                return Err(cx.err(aspan, format!("disconnect applies to sockets, not to kind = {:?}", k.name())));
+            if let Some(k) = select
+                .kind
+                .filter(|k| !matches!(k, FdKind::Socket | FdKind::Listen))
+            {
+                return Err(cx.err(
+                    aspan,
+                    format!(
+                        "disconnect applies to sockets, not to kind = {:?}",
+                        k.name()
+                    ),
+                ));
             }
         }
-        FdActionKind::Renew => match select.kind {
-            Some(FdKind::Epoll | FdKind::Eventfd | FdKind::Timerfd | FdKind::Inotify) => {}
-            Some(k) => {
-                return Err(cx.err(aspan, format!("renew applies to epoll, eventfd, timerfd and inotify, not to kind = {:?}", k.name())));
+        FdActionKind::Renew => {
+            match select.kind {
+                Some(FdKind::Epoll | FdKind::Eventfd | FdKind::Timerfd | FdKind::Inotify) => {}
+                Some(k) => {
+                    return Err(cx.err(aspan, format!("renew applies to epoll, eventfd, timerfd and inotify, not to kind = {:?}", k.name())));
+                }
+                None => {
+                    return Err(cx.err(aspan, "renew needs kind = \"epoll\", \"eventfd\", \"timerfd\" or \"inotify\" in select"));
+                }
             }
-            None => {
-                return Err(cx.err(aspan, "renew needs kind = \"epoll\", \"eventfd\", \"timerfd\" or \"inotify\" in select"));
-            }
-        },
+        }
         _ => {}
     }
     let mut path = None;
     let mut flags = Vec::new();
     let mut mode = 0o600;
     if action == FdActionKind::Reopen {
-        let p = f.path.as_ref().ok_or_else(|| cx.err(aspan.clone(), "reopen needs a path"))?;
+        let p = f
+            .path
+            .as_ref()
+            .ok_or_else(|| cx.err(aspan.clone(), "reopen needs a path"))?;
         let v = p.get_ref();
         if !v.starts_with('/') || v.len() > MAX_PATH || v.contains('\0') {
-            return Err(cx.err(p.span(), "reopen path must be absolute and at most 1024 bytes"));
+            return Err(cx.err(
+                p.span(),
+                "reopen path must be absolute and at most 1024 bytes",
+            ));
         }
         check_percent(v).map_err(|m| cx.err(p.span(), m))?;
         path = Some(v.clone());
@@ -540,7 +635,10 @@ fn fd(cx: &Ctx, f: Spanned<RawFd>) -> Result<Action, ConfigError> {
     } else {
         let extra = [
             f.path.as_ref().map(|p| ("path", p.span())),
-            f.flags.as_ref().and_then(|v| v.first()).map(|p| ("flags", p.span())),
+            f.flags
+                .as_ref()
+                .and_then(|v| v.first())
+                .map(|p| ("flags", p.span())),
             f.mode.as_ref().map(|p| ("mode", p.span())),
         ];
         if let Some((key, span)) = extra.into_iter().flatten().next() {
@@ -548,7 +646,13 @@ fn fd(cx: &Ctx, f: Spanned<RawFd>) -> Result<Action, ConfigError> {
         }
     }
     Ok(Action {
-        kind: ActionKind::Fd(FdSpec { select, action, path, flags, mode }),
+        kind: ActionKind::Fd(FdSpec {
+            select,
+            action,
+            path,
+            flags,
+            mode,
+        }),
         programs: narrow(cx, f.programs)?,
         loc,
     })
@@ -578,8 +682,12 @@ fn child(cx: &Ctx, c: Spanned<RawChild>) -> Result<ChildSettings, ConfigError> {
             SignalSpec::Name(n) => crate::signal::parse(n),
             SignalSpec::Number(n) => i32::try_from(*n).ok().filter(|n| (1..=64).contains(n)),
         };
-        out.parent_death_signal =
-            Some(n.ok_or_else(|| cx.err(sig.span(), "unknown signal name (try \"TERM\", \"SIGKILL\" or a number)"))?);
+        out.parent_death_signal = Some(n.ok_or_else(|| {
+            cx.err(
+                sig.span(),
+                "unknown signal (try \"TERM\", \"SIGKILL\" or a number from 1 to 64)",
+            )
+        })?);
     }
     if let Some(v) = &c.oom_score_adj {
         match i32::try_from(*v.get_ref()) {

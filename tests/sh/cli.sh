@@ -108,6 +108,7 @@ run_fg "run keeps the exit status" 7 "$bin" run -- sh -c 'exit 7'
 run_fg "run missing command is 127" 127 "$bin" run -- /no/such/cmd
 expect "missing command named" "$err" "no/such/cmd"
 run_fg "run non-executable is 126" 126 "$bin" run -- "$tmp/good.toml"
+# shellcheck disable=SC2016 # $LD_PRELOAD is expanded by the inner shell
 run_fg "run sets LD_PRELOAD (absolute, first)" 0 env LD_PRELOAD=libm.so.6 "$bin" run -- sh -c 'echo "$LD_PRELOAD"'
 expect "library first, old entries kept" "$out" "^/.*libforkguard\.so libm\.so\.6$"
 run_fg "run -c applies the config" 0 "$bin" run -c "$tmp/good.toml" -- "$tmp/calls" fork
