@@ -25,6 +25,8 @@ gcc -O1 -g -pthread -o "$out/cache_server" scripts/demo/cache_server.c
 # Config files must not be group/world-writable: copy with a known mode.
 install -m 0644 config/demo.toml "$out/demo.toml"
 cfg=$out/demo.toml
+# The interpreter itself, not a wrapper script (pyenv's python3 is a bash shim).
+py=$(python3 -c 'import sys; print(sys.executable)')
 "$fg" check "$cfg" | sed 's/^/  /'
 
 bold "1. A worker deadlocks on a lock another thread held at fork()"
@@ -43,21 +45,21 @@ set -e
 if [ "$rc" -eq 0 ]; then say "-> the worker finished"; else say "-> exit $rc"; fi
 
 bold "2. A helper process keeps the server's listening port"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 for mode in without with; do
     say "$mode forkguard:"
     if [ "$mode" = with ]; then
-        "$fg" run -c "$cfg" -- python3 scripts/demo/listener.py "$port" "$out/helper.pid" 2>&1 | grep -v '^forkguard' | sed 's/^/    /'
+        "$fg" run -c "$cfg" -- "$py" scripts/demo/listener.py "$port" "$out/helper.pid" 2>&1 | grep -v '^forkguard' | sed 's/^/    /'
     else
-        python3 scripts/demo/listener.py "$port" "$out/helper.pid" | sed 's/^/    /'
+        "$py" scripts/demo/listener.py "$port" "$out/helper.pid" | sed 's/^/    /'
     fi
-    python3 scripts/demo/restart.py "$port" | sed 's/^/    /' || true
+    "$py" scripts/demo/restart.py "$port" | sed 's/^/    /' || true
     kill "$(cat "$out/helper.pid")" 2>/dev/null || true
     sleep 0.2
 done
 
 bold "3. forkpty and daemon get their phases too (glibc forks them without fork())"
-"$fg" run -c "$cfg" -- python3 -c '
+"$fg" run -c "$cfg" -- "$py" -c '
 import os, pty
 pid, fd = pty.fork()
 if pid == 0:
@@ -65,7 +67,7 @@ if pid == 0:
 os.waitpid(pid, 0)
 print("python: pty.fork() done")
 ' 2>&1 | sed 's/^/    /'
-"$fg" run -c "$cfg" -- python3 -c '
+"$fg" run -c "$cfg" -- "$py" -c '
 import ctypes, os, sys
 r, w = os.pipe()
 if os.fork() == 0:
@@ -76,5 +78,6 @@ if os.fork() == 0:
 os.close(w)
 print("python:", os.read(r, 100).decode().strip())
 ' 2>&1 | sed 's/^/    /'
+say "(daemon: prepare ran in the caller's child, the child phase in the daemon it became)"
 
 bold "Done. See README.md for the config format, scripts/test.sh for the tests."

@@ -234,7 +234,8 @@ pub fn build(
         b.push('}');
         b
     } else {
-        format!(" config {}: {n} actions for {prog}", plan.file)
+        let s = if n == 1 { "" } else { "s" };
+        format!(" config {}: {n} action{s} for {prog}", plan.file)
     };
     Ok(Runtime {
         log,

@@ -16,6 +16,9 @@ srv.listen()
 os.set_inheritable(srv.fileno(), True)  # as many servers' sockets are (e.g. socket activation)
 pid = os.fork()
 if pid == 0:
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
     os.execvp("sleep", ["sleep", "30"])
 print(f"server: listening on {port}, helper {pid} started, server exits")
 with open(sys.argv[2], "w") as f:
