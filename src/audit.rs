@@ -43,7 +43,15 @@ pub fn report(rt: &Runtime, via: Via) {
                 line.byte(b'"').str(k.name()).str("\":").u64(u64::from(n));
             }
         }
-        line.str("}}");
+        line.byte(b'}');
+        // Configured locks held and fd actions' matches, as one string in
+        // the same words as the text line.
+        let mut more = Buf::<1024>::new();
+        crate::lock::audit(rt, &mut more);
+        crate::fd::audit(rt, &mut more);
+        let text = more.as_bytes();
+        let text = text.strip_prefix(b"; ").unwrap_or(text);
+        line.str(",\"configured\":\"").json_str(text).str("\"}");
     } else {
         line.str("forkguard[")
             .i64(me)
