@@ -50,7 +50,8 @@ pub struct Runtime {
     /// fork's line.
     pub banner: Vec<u8>,
     pub banner_done: AtomicBool,
-    /// Some actions name symbols: check for newly loaded objects at prepare.
+    /// Some symbol was missing at load: watch for objects loaded or unloaded
+    /// at each prepare (see `build`).
     pub has_symbols: bool,
     /// The loader generation every symbol was last resolved in.
     pub symbols_generation: AtomicU64,
@@ -206,7 +207,12 @@ pub fn build(
             kind,
         });
     }
-    let has_symbols = actions.iter().any(|a| a.kind.sym().is_some());
+    // Symbols found now live in objects loaded with the program, which are
+    // never unloaded: only when some symbol is still missing (a library
+    // `dlopen`ed later, an optional one) must prepare watch the loader, so
+    // the common case pays no `dl_iterate_phdr` (and takes no loader lock)
+    // per fork.
+    let has_symbols = actions.iter().any(|a| a.kind.sym().is_some_and(|s| s.addr() == 0));
     let settings = &plan.settings;
     let log = match log_override.unwrap_or_else(|| settings.log.clone()) {
         LogDest::Off => LogTarget::Off,
