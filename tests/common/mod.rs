@@ -1017,3 +1017,32 @@ pub fn header(log: &Path, extra: &str) -> String {
         log.display()
     )
 }
+
+// ---------------------------------------------------------------------------
+// Extra fixtures (the torture suite)
+
+/// Path of `tests/c/NAME.c` compiled like the fixtures above (a program, or
+/// `libNAME.so` when `shared`), built once per test binary, on first use.
+/// For fixtures only some test binaries need (not in `PROGRAMS`).
+pub fn extra_fixture(name: &str, shared: bool) -> PathBuf {
+    static BUILT: OnceLock<std::sync::Mutex<HashMap<(String, bool), PathBuf>>> = OnceLock::new();
+    let built = BUILT.get_or_init(Default::default);
+    let mut m = built.lock().unwrap_or_else(|e| e.into_inner());
+    m.entry((name.to_string(), shared))
+        .or_insert_with(|| {
+            let dir = target_dir().join("fixtures");
+            fs::create_dir_all(&dir).expect("create target/fixtures");
+            compile(&dir, name, shared)
+        })
+        .clone()
+}
+
+/// `FGT_TORTURE_SCALE` (default 1): multiplies the iteration counts of the
+/// torture tests, for longer manual runs.
+pub fn torture_scale() -> u32 {
+    std::env::var("FGT_TORTURE_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or(1)
+}
