@@ -250,7 +250,9 @@ fn begin(rt: &Runtime, via: Via, st: &mut ForkState, mode: u8) -> Result<(), c_i
         if rt.symbols_generation.load(Ordering::Acquire) != generation {
             for a in &rt.actions {
                 if let Some(sym) = a.kind.sym() {
-                    sym.refresh(generation);
+                    if sym.refresh(generation) && st.timing {
+                        unloaded(rt, a);
+                    }
                 }
             }
             rt.symbols_generation.store(generation, Ordering::Release);
@@ -266,7 +268,7 @@ fn begin(rt: &Runtime, via: Via, st: &mut ForkState, mode: u8) -> Result<(), c_i
                 RtKind::Call {
                     phase: Phase::Prepare,
                     sym,
-                } => call(sym.addr(), i, &mut st.prepare),
+                } => call(sym, i, &mut st.prepare),
                 RtKind::Lock(l) => {
                     let r = crate::lock::prepare(l, i, &mut st.scratch, &mut st.prepare);
                     if let Err(e) = r {
@@ -287,23 +289,52 @@ fn begin(rt: &Runtime, via: Via, st: &mut ForkState, mode: u8) -> Result<(), c_i
     verdict
 }
 
+/// Say once that an action's symbol went away with its object (`dlclose`):
+/// from now on the action is skipped and reported as not resolved.
+fn unloaded(rt: &Runtime, a: &crate::runtime::RtAction) {
+    let mut line = Line::new();
+    let me = i64::from(sys::getpid());
+    if rt.json {
+        line.str("{\"ts\":");
+        ts(&mut line);
+        line.str(",\"pid\":")
+            .i64(me)
+            .str(",\"event\":\"error\",\"errors\":[\"");
+        line.json_str(&a.label).str(": its object was unloaded\"]}");
+    } else {
+        line.str("forkguard[").i64(me).str("] ").push(&a.label);
+        line.str(": its object was unloaded; skipped until it is loaded again");
+    }
+    emit(rt, &mut line);
+}
+
 /// Parent or child phase, by `pid`; restores the signal mask, frees the thread.
+///
+/// The thread is freed *before* the mask is restored: a signal that arrived
+/// during the phases is delivered by that restore, and a handler that forks
+/// must find the thread idle, or its fork would pass through unguarded.
 fn finish(rt: &Runtime, st: &mut ForkState, pid: pid_t, err: c_int) {
-    if pid == 0 {
-        child_phase(rt, st);
+    let mask = if pid == 0 {
+        child_phase(rt, st)
     } else {
         parent_phase(rt, st, pid, err);
-        sys::set_mask(&st.old_mask);
-    }
+        st.old_mask
+    };
     MODE.with(|m| m.set(IDLE));
+    sys::set_mask(&mask);
 }
 
 /// Run a `void f(void)`; an unresolved symbol is a failure, not a crash.
 /// Async-signal-safe as far as forkguard is concerned (the called function
 /// is the config author's responsibility).
-fn call(addr: usize, i: usize, t: &mut Tally) {
+/// An `optional` symbol that is missing is skipped without a word: the
+/// config said it may be absent.
+fn call(sym: &crate::symbols::Sym, i: usize, t: &mut Tally) {
+    let addr = sym.addr();
     if addr == 0 {
-        t.fail(i as u16, -1, ERR_UNRESOLVED);
+        if !sym.spec.optional {
+            t.fail(i as u16, -1, ERR_UNRESOLVED);
+        }
         return;
     }
     // SAFETY: addr was returned by dlsym for a symbol the config declares as
@@ -322,7 +353,7 @@ fn parent_phase(rt: &Runtime, st: &mut ForkState, pid: pid_t, err: c_int) {
                 RtKind::Call {
                     phase: Phase::Parent,
                     sym,
-                } => call(sym.addr(), i, &mut tally),
+                } => call(sym, i, &mut tally),
                 RtKind::Lock(l) => crate::lock::parent(l, i, &st.scratch, &mut tally),
                 RtKind::Call { .. } | RtKind::Zero(_) | RtKind::Fd(_) => {}
             }
@@ -341,8 +372,9 @@ fn parent_phase(rt: &Runtime, st: &mut ForkState, pid: pid_t, err: c_int) {
     }
 }
 
-/// The child phase. Async-signal-safe (see the module comment).
-fn child_phase(rt: &Runtime, st: &mut ForkState) {
+/// The child phase; returns the signal mask the child must end with.
+/// Async-signal-safe (see the module comment).
+fn child_phase(rt: &Runtime, st: &mut ForkState) -> libc::sigset_t {
     let t0 = if st.timing { sys::now_ns() } else { 0 };
     let mut tally = Tally::new();
     let mut mask = st.old_mask;
@@ -371,7 +403,7 @@ fn child_phase(rt: &Runtime, st: &mut ForkState) {
                 sym,
             } = &a.kind
             {
-                call(sym.addr(), i, &mut tally);
+                call(sym, i, &mut tally);
             }
         }
     }
@@ -383,7 +415,7 @@ fn child_phase(rt: &Runtime, st: &mut ForkState) {
         handshake_release(st.handshake);
         st.handshake = core::ptr::null_mut();
     }
-    sys::set_mask(&mask);
+    mask
 }
 
 // ---- pthread_atfork fallback -------------------------------------------

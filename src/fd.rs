@@ -498,17 +498,45 @@ fn reopen(fd: c_int, r: &Reopen, ids: &Ids) -> Result<(), c_int> {
     expand(&r.template, ids, &mut path)?;
     let (fl, cx) = flags_of(fd)?;
     let how = (fl & libc::O_ACCMODE) | r.oflags | libc::O_CLOEXEC | libc::O_NOCTTY;
-    // SAFETY: path is NUL-terminated (checked by expand).
-    let new = unsafe {
-        libc::open(
-            path.as_bytes().as_ptr().cast(),
-            how,
-            libc::c_uint::from(r.mode),
-        )
+    let p = path.as_bytes().as_ptr().cast::<libc::c_char>();
+    let new = if how & libc::O_CREAT != 0 {
+        // With `create`, a file that already exists is only reused when it
+        // is a regular file of our own: a file another user planted (in
+        // /tmp, say) is refused, not written into.
+        // SAFETY: p is NUL-terminated (checked by expand).
+        let made = unsafe { libc::open(p, how | libc::O_EXCL, libc::c_uint::from(r.mode)) };
+        if made >= 0 {
+            made
+        } else if err() != libc::EEXIST {
+            return Err(err());
+        } else {
+            // SAFETY: as above.
+            let old = unsafe { libc::open(p, how & !libc::O_CREAT, 0) };
+            if old < 0 {
+                return Err(err());
+            }
+            // SAFETY: st is a valid out-parameter.
+            let mut st: libc::stat = unsafe { core::mem::zeroed() };
+            // SAFETY: old is open; st is valid.
+            let ok = unsafe { libc::fstat(old, &mut st) } == 0
+                && st.st_mode & libc::S_IFMT == libc::S_IFREG
+                // SAFETY: geteuid cannot fail.
+                && st.st_uid == unsafe { libc::geteuid() };
+            if !ok {
+                // SAFETY: old was opened above.
+                unsafe { libc::close(old) };
+                return Err(libc::EPERM);
+            }
+            old
+        }
+    } else {
+        // SAFETY: p is NUL-terminated (checked by expand).
+        let new = unsafe { libc::open(p, how, libc::c_uint::from(r.mode)) };
+        if new < 0 {
+            return Err(err());
+        }
+        new
     };
-    if new < 0 {
-        return Err(err());
-    }
     replace(new, fd, cx || r.cloexec)
 }
 

@@ -102,10 +102,15 @@ impl Sym {
     /// Re-resolve when objects were loaded or unloaded since the last lookup,
     /// so a library `dlopen`ed later is found and one `dlclose`d is never
     /// touched. Parent side only.
-    pub fn refresh(&self, generation: u64) {
-        if self.seen.load(Ordering::Acquire) != generation {
-            let _ = self.resolve(generation);
+    /// Returns true when the symbol was resolved before and is gone now
+    /// (its object was unloaded), so the caller can say so once.
+    pub fn refresh(&self, generation: u64) -> bool {
+        if self.seen.load(Ordering::Acquire) == generation {
+            return false;
         }
+        let before = self.addr();
+        let _ = self.resolve(generation);
+        before != 0 && self.addr() == 0
     }
 }
 

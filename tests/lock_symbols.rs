@@ -175,6 +175,12 @@ fn a_dlclosed_library_is_never_touched() {
     assert_eq!((first.ok, first.failed), (1, 0), "{}", l.raw);
     let second = common::phase(forks[1], "prepare").unwrap();
     assert_eq!(second.failed, 1, "{}", l.raw);
+    assert_eq!(
+        l.raw.matches("its object was unloaded").count(),
+        2,
+        "one line for each action whose library went away:\n{}",
+        l.raw
+    );
     assert!(
         second
             .detail
