@@ -7,13 +7,17 @@ use crate::sys;
 use forkguard_core::load::{self, Trust};
 use forkguard_core::plan::{LogDest, OnError, Plan};
 use forkguard_core::{ConfigError, ENV_CONFIG, ENV_DISABLE, ENV_LOG, SYSTEM_CONFIG};
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 
 /// Internal: set by `forkguard audit` (ignored in secure-execution mode).
 pub const ENV_AUDIT: &str = "FORKGUARD_AUDIT";
 /// Internal: set by `forkguard check --program`: resolve every symbol,
 /// print the result on stdout and exit before `main`.
 pub const ENV_CHECK: &str = "FORKGUARD_CHECK";
+
+/// `off`: neither read nor write the plan cache (`load::cache`). Ignored in
+/// secure-execution mode, where the cache is never used.
+pub const ENV_PLAN_CACHE: &str = "FORKGUARD_PLAN_CACHE";
 
 /// An environment variable, unless the process runs in secure-execution
 /// mode (setuid, setgid, capabilities: SPEC §7), where every `FORKGUARD_*`
@@ -22,10 +26,17 @@ fn env(secure: bool, name: &str) -> Option<String> {
     if secure {
         return None;
     }
-    let key = CString::new(name).ok()?;
-    // SAFETY: key is NUL-terminated; getenv returns null or a C string that
-    // we copy at once (load time: no other thread changes the environment).
-    let p = unsafe { libc::getenv(key.as_ptr()) };
+    // The name, NUL-terminated, on the stack: every process pays for these
+    // look-ups, and an unset variable must cost no allocation.
+    let mut key = [0u8; 32];
+    key.get_mut(..name.len())?.copy_from_slice(name.as_bytes());
+    if name.len() >= key.len() {
+        return None;
+    }
+    // SAFETY: key is NUL-terminated (zero-filled past the name); getenv
+    // returns null or a C string that we copy at once (load time: no other
+    // thread changes the environment).
+    let p = unsafe { libc::getenv(key.as_ptr().cast()) };
     if p.is_null() {
         return None;
     }
@@ -91,7 +102,37 @@ pub fn init() {
     } else {
         Trust::User { real_uid }
     };
-    let loaded = match load::read_config(&path, trust) {
+    let opened = match load::open_config(&path, trust) {
+        Ok(o) => o,
+        Err(e) => {
+            return fail(
+                &e,
+                if check { OnError::Abort } else { OnError::Warn },
+                &log_override,
+            )
+        }
+    };
+    // The plan cache (see `load::cache`): never in secure-execution mode,
+    // never for check or audit, which must see the whole file; off with
+    // FORKGUARD_PLAN_CACHE=off.
+    let use_cache = !secure
+        && !check
+        && !audit
+        && opened.root_owned()
+        && env(secure, ENV_PLAN_CACHE).as_deref() != Some("off");
+    let key = opened.key();
+    let mut cached = false;
+    if use_cache {
+        // The library's identity is only worked out when an entry exists.
+        if let Some(programs) = load::cache::lookup(load::cache::DIR, library_identity, &key) {
+            cached = true;
+            // A valid file: stop here when it is not for this program.
+            if !programs.is_empty() && !program(true).matches_any(&programs) {
+                return;
+            }
+        }
+    }
+    let loaded = match load::read_opened(&path, opened) {
         Ok(l) => l,
         Err(e) => {
             return fail(
@@ -118,6 +159,17 @@ pub fn init() {
     if check {
         check_symbols(&plan);
     }
+    // Only root writes entries (see `load::cache`), when there was none;
+    // only a restricted `programs` is worth one.
+    let root = sys::getuid() == 0 && sys::geteuid() == 0;
+    if use_cache && !cached && root && !plan.settings.programs.is_empty() {
+        if let Some(lib) = library_identity() {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            load::cache::store(load::cache::DIR, &lib, &key, &plan.settings.programs, now);
+        }
+    }
     let program = program(
         !plan.settings.programs.is_empty() || plan.actions.iter().any(|a| !a.programs.is_empty()),
     );
@@ -143,6 +195,36 @@ pub fn init() {
             fail(&e, plan.settings.on_error, &log_override)
         }
     }
+}
+
+/// The identity of this library's file (its path, device, inode, size and
+/// mtime), which a plan cache entry must match: another build may validate
+/// differently. `None` when it cannot be found (no cache then).
+fn library_identity() -> Option<String> {
+    // SAFETY: dladdr only reads the loader's tables; info is an out-parameter.
+    let path = unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        if libc::dladdr(library_identity as *const libc::c_void, &mut info) == 0
+            || info.dli_fname.is_null()
+        {
+            return None;
+        }
+        CStr::from_ptr(info.dli_fname)
+            .to_string_lossy()
+            .into_owned()
+    };
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(&path).ok()?;
+    Some(format!(
+        "{} {} {} {} {}.{:09} {}",
+        path,
+        md.dev(),
+        md.ino(),
+        md.size(),
+        md.mtime(),
+        md.mtime_nsec(),
+        env!("CARGO_PKG_VERSION")
+    ))
 }
 
 fn activate(rt: Runtime) {

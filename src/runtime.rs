@@ -212,7 +212,9 @@ pub fn build(
     // `dlopen`ed later, an optional one) must prepare watch the loader, so
     // the common case pays no `dl_iterate_phdr` (and takes no loader lock)
     // per fork.
-    let has_symbols = actions.iter().any(|a| a.kind.sym().is_some_and(|s| s.addr() == 0));
+    let has_symbols = actions
+        .iter()
+        .any(|a| a.kind.sym().is_some_and(|s| s.addr() == 0));
     let settings = &plan.settings;
     let log = match log_override.unwrap_or_else(|| settings.log.clone()) {
         LogDest::Off => LogTarget::Off,

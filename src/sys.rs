@@ -131,6 +131,12 @@ pub fn getuid() -> u32 {
     unsafe { syscall(libc::SYS_getuid, [0; 6]) as u32 }
 }
 
+/// `geteuid(2)`.
+pub fn geteuid() -> u32 {
+    // SAFETY: no arguments.
+    unsafe { syscall(libc::SYS_geteuid, [0; 6]) as u32 }
+}
+
 /// `access(path, F_OK) == 0`.
 pub fn exists(path: &core::ffi::CStr) -> bool {
     // SAFETY: path is NUL-terminated.
