@@ -7,6 +7,13 @@
  * resolved once at load time with dlsym (the subject, bench/forkloop, exports
  * them with -rdynamic). Prepare runs its actions in declared order, parent
  * and child in reverse order, as forkguard does (SPEC section 4).
+ *
+ * FGB_ATFORK_LOCKS=K (default 0; replaces the calls when set) is the floor of
+ * K [[lock]] actions, type = "mutex", strategy = "acquire": prepare takes
+ * fgb_lock1 .. fgb_lockK in order with pthread_mutex_lock, parent unlocks them
+ * in reverse order, child re-initialises them in reverse order keeping their
+ * kind (pthread_mutexattr_settype with the kind read in prepare), which is
+ * what forkguard's acquire does without its timeout and its bookkeeping.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -37,8 +44,66 @@ static void on_prepare(void) { run_forward(0); }
 static void on_parent(void) { run_reverse(1); }
 static void on_child(void) { run_reverse(2); }
 
+static pthread_mutex_t *locks[MAX_CALLS];
+static int lock_kind[MAX_CALLS];
+static int nlocks;
+
+static void lock_prepare(void)
+{
+    for (int i = 0; i < nlocks; i++) {
+        /* There is no getter for a mutex's kind: glibc keeps it in
+         * __data.__kind (the low bits are the type), read like forkguard
+         * reads it. */
+        lock_kind[i] = locks[i]->__data.__kind & 3;
+        pthread_mutex_lock(locks[i]);
+    }
+}
+
+static void lock_parent(void)
+{
+    for (int i = nlocks - 1; i >= 0; i--)
+        pthread_mutex_unlock(locks[i]);
+}
+
+static void lock_child(void)
+{
+    for (int i = nlocks - 1; i >= 0; i--) {
+        pthread_mutexattr_t a;
+        pthread_mutexattr_init(&a);
+        pthread_mutexattr_settype(&a, lock_kind[i]);
+        pthread_mutex_init(locks[i], &a);
+        pthread_mutexattr_destroy(&a);
+    }
+}
+
+/* FGB_ATFORK_LOCKS=K: returns 1 when the lock floor was installed. */
+static int install_locks(void)
+{
+    const char *env = getenv("FGB_ATFORK_LOCKS");
+    if (!env)
+        return 0;
+    long k = strtol(env, NULL, 10);
+    if (k < 0)
+        k = 0;
+    if (k > MAX_CALLS)
+        k = MAX_CALLS;
+    for (long i = 0; i < k; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "fgb_lock%ld", i + 1);
+        pthread_mutex_t *m = dlsym(RTLD_DEFAULT, name);
+        if (!m)
+            return 1; /* not inside bench/forkloop: stay inert */
+        locks[i] = m;
+    }
+    nlocks = (int)k;
+    pthread_atfork(lock_prepare, lock_parent, lock_child);
+    return 1;
+}
+
 __attribute__((constructor)) static void atfork_floor_init(void)
 {
+    if (install_locks())
+        return;
     const char *env = getenv("FGB_ATFORK_CALLS");
     long k = env ? strtol(env, NULL, 10) : 4;
     if (k < 0)

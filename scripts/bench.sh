@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2016  # backticks in table labels are Markdown, not command substitutions
 # scripts/bench.sh: forkguard's benchmarks.
 #
 # Measures what libforkguard.so costs the programs it is preloaded into:
 #   - at process start: callgrind instruction counts and wall clock of
 #     /bin/true and `bash -c :`;
 #   - per fork: callgrind parent-side instructions and wall clock of a
-#     fork/_exit/waitpid loop, with 0, 1, 4 and 16 call actions, and at
-#     10 MiB and 1 GiB resident;
-#   - in memory: peak RSS, and what the library maps into a process.
+#     fork/_exit/waitpid loop, with 0, 1, 4 and 16 call actions, 1, 4 and 16
+#     lock actions, 4 fd actions and a [child] block, and at 10 MiB and
+#     1 GiB resident;
+#   - in the child: forkguard's own child-phase time (its JSON log) for fd
+#     actions over 10 to 15,000 open descriptors;
+#   - in memory: peak RSS, and what the library maps into a process;
+#   - real servers: PostgreSQL (pgbench -C), Redis (BGSAVE of 1 GiB) and a
+#     bash loop of subshells, with and without forkguard.
 # Each figure is set against a floor written in C under bench/: a minimal
 # fork interposer (the least any preload costs) and a hand-written
-# pthread_atfork version of the same call actions (the least the work costs).
+# pthread_atfork version of the same call and lock actions (the least the
+# work costs).
 # Writes docs/BENCHMARKS.md and docs/bench-overhead.svg.
 #
 # Usage: scripts/bench.sh [--quick] [--no-build] [--no-install]
@@ -23,8 +30,10 @@
 #   BENCH_DIR      build and scratch directory (default: target/bench)
 #   BENCH_DOCS     where BENCHMARKS.md and the SVG go (default: docs)
 #
-# Meant for Debian 12 as root: installs gcc, libc6-dev, binutils, valgrind
-# and gnuplot-nox with apt-get when they are missing. Wall clock on a shared
+# Meant for Debian 12 as root: installs gcc, libc6-dev, binutils, valgrind,
+# gnuplot-nox, postgresql, redis-server and redis-tools with apt-get when
+# they are missing (PostgreSQL runs as the postgres account, in a scratch
+# directory, on loopback ports). Wall clock on a shared
 # VM drifts by +-20% between runs; callgrind counts repeat exactly.
 set -euo pipefail
 
@@ -72,6 +81,9 @@ if ((QUICK)); then
     FORK_ROUNDS=3      # alternating rounds of the per-fork wall clock
     FORK_N=500         # forks per run, small process
     MEM_SIZES=(10 1024)
+    CHILD_ROUNDS=2     # alternating rounds of the child-phase runs
+    SERVER_ROUNDS=3    # alternating rounds of each server benchmark
+    PG_SECONDS=4       # pgbench -T per run
 else
     MODE="full"
     START_ROUNDS=9
@@ -79,7 +91,13 @@ else
     FORK_ROUNDS=5
     FORK_N=2000
     MEM_SIZES=(10 100 1024)
+    CHILD_ROUNDS=3
+    SERVER_ROUNDS=5
+    PG_SECONDS=10
 fi
+FD_COUNTS=(10 1000 15000) # open descriptors for the close benchmarks (hard limit here: 20,000)
+BASH_LOOPS=5000           # iterations of the bash loop (a subshell and a command substitution each)
+REDIS_KEYS=1000000        # DEBUG POPULATE keys of 1,000 bytes: ~1 GiB resident
 CG_N1=100 # callgrind: forks in the short run
 CG_N2=200 # ... and in the long one; per fork = difference / (N2 - N1)
 
@@ -219,6 +237,9 @@ ensure_tools() {
     command -v readelf >/dev/null || missing+=(binutils)
     command -v valgrind >/dev/null || missing+=(valgrind)
     command -v gnuplot >/dev/null || missing+=(gnuplot-nox)
+    compgen -G '/usr/lib/postgresql/*/bin/pgbench' >/dev/null || missing+=(postgresql)
+    command -v redis-server >/dev/null || missing+=(redis-server)
+    command -v redis-cli >/dev/null || missing+=(redis-tools)
     ((${#missing[@]} == 0)) && return 0
     ((DO_INSTALL)) || die "missing packages: ${missing[*]} (and --no-install given)"
     [[ $(id -u) -eq 0 ]] || die "missing packages: ${missing[*]}; install them or run as root"
@@ -280,12 +301,98 @@ expected_calls() {
     echo "$((pre + par)) $((pre + chi))"
 }
 
+# write_locks_config K FILE: K lock actions on bench/forkloop's fgb_lock1..K,
+# type mutex, strategy acquire. bench/atfork_floor.c does the same lock work
+# for FGB_ATFORK_LOCKS=K.
+write_locks_config() {
+    local k=$1 file=$2 i
+    {
+        echo "# written by scripts/bench.sh: $k lock actions"
+        echo "version = 1"
+        for ((i = 1; i <= k; i++)); do
+            printf '\n[[lock]]\nsymbol = "fgb_lock%d"\ntype = "mutex"\nstrategy = "acquire"\n' "$i"
+        done
+    } >"$file"
+}
+
+# write_fd_config FILE SELECT ACTION: one fd action.
+write_fd_config() {
+    printf '# written by scripts/bench.sh\nversion = 1\n\n[[fd]]\nselect = { %s }\naction = "%s"\n' \
+        "$2" "$3" >"$1"
+}
+
+# write_server_config PROGRAM FILE: the config the server benchmarks
+# preload. It applies to PROGRAM only: glibc's stdout lock is taken around
+# the fork and the listening sockets get FD_CLOEXEC in the child. (No
+# optional [[call]] to a symbol the server lacks: forkguard keeps such an
+# action and reports it as failed, "symbol not resolved", at every fork.)
+write_server_config() {
+    cat >"$2" <<EOF
+# written by scripts/bench.sh: a config for $1
+version = 1
+
+[settings]
+programs = ["$1"]
+
+[[lock]]
+symbol = "stdout"
+type = "stdio"
+strategy = "acquire"
+
+[[fd]]
+select = { kind = "listen" }
+action = "cloexec"
+EOF
+}
+
 write_configs() {
     local k
     echo "version = 1" >"$BUILD/empty.toml"
     for k in 1 4 16; do
         write_calls_config "$k" "$BUILD/calls-$k.toml"
+        write_locks_config "$k" "$BUILD/locks-$k.toml"
     done
+    # 4 fd actions, the kinds of config/forkguard.toml; forkloop has no
+    # descriptor they select, so this is the cost of looking.
+    cat >"$BUILD/fds-4.toml" <<EOF
+# written by scripts/bench.sh: 4 fd actions
+version = 1
+
+[[fd]]
+select = { kind = "listen" }
+action = "cloexec"
+
+[[fd]]
+select = { kind = "socket", peer = "127.0.0.1:6379" }
+action = "disconnect"
+
+[[fd]]
+select = { kind = "epoll" }
+action = "renew"
+
+[[fd]]
+select = { path = "/var/log/fgb-bench-none.log" }
+action = "reopen"
+path = "$BUILD/fgb-reopen.%p.log"
+flags = ["append", "create"]
+EOF
+    cat >"$BUILD/child.toml" <<EOF
+# written by scripts/bench.sh: a [child] block
+version = 1
+
+[child]
+parent_death_signal = "TERM"
+reset_signal_mask = true
+reset_signal_handlers = true
+name = "fgb-child"
+EOF
+    write_fd_config "$BUILD/fd-close-range.toml" 'from = 3' close
+    write_fd_config "$BUILD/fd-close-file.toml" 'from = 3, kind = "file"' close
+    write_fd_config "$BUILD/fd-kind-listen.toml" 'kind = "listen"' cloexec
+    write_fd_config "$BUILD/fd-peer.toml" 'kind = "socket", peer = "127.0.0.1:6379"' disconnect
+    write_server_config postgres "$BUILD/server-postgres.toml"
+    write_server_config redis-server "$BUILD/server-redis.toml"
+    write_server_config bash "$BUILD/server-bash.toml"
 }
 
 # --------------------------------------------------------------- variants --
@@ -319,11 +426,27 @@ define_variants() {
         def_variant "atfork$k" "pthread_atfork floor, $k call$s" "$k" \
             "LD_PRELOAD=$BUILD/atfork_floor.so" "FGB_ATFORK_CALLS=$k"
     done
+    for k in 1 4 16; do
+        local s=s
+        ((k == 1)) && s=""
+        def_variant "fg_locks$k" "forkguard, $k lock action$s" 0 \
+            "LD_PRELOAD=$LIB" "FORKGUARD_CONFIG=$BUILD/locks-$k.toml"
+        def_variant "atlocks$k" "pthread_atfork floor, $k lock$s" 0 \
+            "LD_PRELOAD=$BUILD/atfork_floor.so" "FGB_ATFORK_LOCKS=$k"
+    done
+    def_variant fg_fds4 "forkguard, 4 fd actions" 0 "LD_PRELOAD=$LIB" "FORKGUARD_CONFIG=$BUILD/fds-4.toml"
+    def_variant fg_child "forkguard, [child] block" 0 "LD_PRELOAD=$LIB" "FORKGUARD_CONFIG=$BUILD/child.toml"
+    def_variant fd_range '`from = 3` → close' 0 "LD_PRELOAD=$LIB" "FORKGUARD_CONFIG=$BUILD/fd-close-range.toml"
+    def_variant fd_loop '`from = 3, kind = "file"` → close' 0 "LD_PRELOAD=$LIB" "FORKGUARD_CONFIG=$BUILD/fd-close-file.toml"
+    def_variant fd_listen '`kind = "listen"` → cloexec' 0 "LD_PRELOAD=$LIB" "FORKGUARD_CONFIG=$BUILD/fd-kind-listen.toml"
+    def_variant fd_peer '`kind = "socket", peer = "127.0.0.1:6379"` → disconnect' 0 "LD_PRELOAD=$LIB" "FORKGUARD_CONFIG=$BUILD/fd-peer.toml"
     def_variant fg_disabled4 "forkguard, 4 calls, FORKGUARD_DISABLE=1" 0 \
         "LD_PRELOAD=$LIB" "FORKGUARD_CONFIG=$BUILD/calls-4.toml" "FORKGUARD_DISABLE=1"
     if [[ -f $REAL_CONFIG ]]; then
         def_variant fg_real "forkguard, config/forkguard.toml" -1 \
             "LD_PRELOAD=$LIB" "FORKGUARD_CONFIG=$REAL_CONFIG"
+        def_variant fg_real_nc "forkguard, config/forkguard.toml, no plan cache" -1 \
+            "LD_PRELOAD=$LIB" "FORKGUARD_CONFIG=$REAL_CONFIG" "FORKGUARD_PLAN_CACHE=off"
     fi
 }
 
@@ -345,9 +468,12 @@ show_env() {
 # The environment every measured program starts from: the caller's, without
 # anything that would change what forkguard or the floors do.
 CLEAN_ENV=(env -u LD_PRELOAD -u FORKGUARD_CONFIG -u FORKGUARD_LOG
-    -u FORKGUARD_DISABLE -u FORKGUARD_LIB -u FGB_ATFORK_CALLS -u FGB_PAD_VARIABLE)
+    -u FORKGUARD_DISABLE -u FORKGUARD_LIB -u FGB_ATFORK_CALLS -u FGB_PAD_VARIABLE
+    -u FORKGUARD_LOG_FORMAT -u FGB_ATFORK_LOCKS -u FGB_OPEN_FDS -u FGB_OPEN_KIND
+    -u FORKGUARD_PLAN_CACHE)
 
-# vrun VARIANT CMD...: run CMD with the variant's environment.
+# vrun VARIANT [NAME=VALUE...] CMD...: run CMD with the variant's environment
+# (and the extra assignments: env takes them all, no second env process).
 vrun() {
     local -a assign=()
     read -r -a assign <<<"${VENV[$1]}"
@@ -410,12 +536,12 @@ cg() {
     fi
     # valgrind re-executes its launcher (/usr/bin/valgrind.bin, dynamic) for
     # the exec it follows, with the subject's environment: forkguard loads
-    # there too and cannot find the subject's fgb_call symbols (seen with
+    # there too and cannot find the subject's fgb_call and fgb_lock symbols (seen with
     # strace). Harmless; the subject's own calls are checked by check_calls.
-    if grep -q '^forkguard: .*unknown symbol "fgb_call' "$err"; then
-        note "Under valgrind, forkguard is also loaded into valgrind's launcher (\`valgrind.bin\`, re-executed with the subject's environment for the exec that \`--trace-children\` follows) and reports there, as it should, that \`fgb_call1\` is unknown. Harmless: the subject applied its config (\"calls seen\")."
+    if grep -q '^forkguard: .*unknown symbol "fgb_\(call\|lock\)' "$err"; then
+        note "Under valgrind, forkguard is also loaded into valgrind's launcher (\`valgrind.bin\`, re-executed with the subject's environment for the exec that \`--trace-children\` follows) and reports there, as it should, that \`fgb_call1\` (or \`fgb_lock1\`) is unknown. Harmless: the subject applied its config (\"calls seen\", \"actions (forkguard log)\")."
     fi
-    grep -v '^forkguard: .*unknown symbol "fgb_call' "$err" >"$err.rest" || true
+    grep -v '^forkguard: .*unknown symbol "fgb_\(call\|lock\)' "$err" >"$err.rest" || true
     note_stderr "$v" "$err.rest" "under valgrind"
     CG=$(awk '/Callgrind, a call-graph/ && pid == "" { pid = $1 }
               /Collected :/ && $1 == pid { n = $NF }
@@ -431,7 +557,7 @@ declare -A R
 # shellcheck disable=SC2016 # backquotes in single quotes are Markdown
 section_startup_callgrind() {
     local -a vs=(plain plain_var minimal fg_noconf fg_empty)
-    has_variant fg_real && vs+=(fg_real)
+    has_variant fg_real && vs+=(fg_real_nc fg_real)
     local p v a b
     log "start-up, callgrind"
     md "## Start-up: user-space instructions (callgrind)"
@@ -476,7 +602,7 @@ section_startup_callgrind() {
 
 section_startup_wall() {
     local -a vs=(plain minimal fg_noconf fg_empty)
-    has_variant fg_real && vs+=(fg_real)
+    has_variant fg_real && vs+=(fg_real_nc fg_real)
     local r p v out
     local -a progs=("/bin/true" "/bin/bash -c :")
     log "start-up, wall clock: $START_ROUNDS rounds x ${#vs[@]} variants x $START_SPAWNS spawns"
@@ -636,6 +762,7 @@ per_fork_cg() {
 floor_of() {
     case $1 in
         fg_calls*) echo "atfork${1#fg_calls}" ;;
+        fg_locks*) echo "atlocks${1#fg_locks}" ;;
         fg_*) echo minimal ;;
         *) echo "" ;;
     esac
@@ -742,7 +869,7 @@ wall_fork_rows() {
 }
 
 section_perfork_wall() {
-    local -a vs=(plain minimal atfork4 fg_empty fg_calls4)
+    local -a vs=(plain minimal atfork4 fg_empty fg_calls4 atlocks4 fg_locks4 fg_fds4 fg_child)
     local mib n
     log "per fork, wall clock: $FORK_ROUNDS rounds x ${#vs[@]} variants x forkloop $FORK_N"
     wall_forks 0 "$FORK_N" "$FORK_ROUNDS" "${vs[@]}"
@@ -771,41 +898,512 @@ section_perfork_wall() {
     md
 }
 
-# ------------------------------------------------- sections still to write --
-# Hooks for later measurements. Each is called like the sections above and,
-# once written, appends its own table with md and stores what the plot or
-# the summary needs in R. Until then it only lists itself as not measured:
-# no figure goes into the report that was not measured.
+# ------------------------------------------------ lock, fd, child actions --
 
+# json_values FILE EVENT FIELD -> the FIELD values of forkguard's JSON log
+# lines of that event, one a line.
+json_values() {
+    awk -v ev="\"event\":\"$2\"" -v f="\"$3\":" 'index($0, ev) {
+        i = index($0, f)
+        if (i == 0) next
+        v = substr($0, i + length(f))
+        sub(/[,}].*/, "", v)
+        print v
+    }' "$1"
+}
+
+# verify_actions VARIANT [CMD...]: run CMD (default: forkloop 2) once with
+# forkguard's JSON log, and set ACTS to what the log says the phases did:
+# "fork: P ok, F failed; child: C ok, G failed" (first fork). A config that
+# was refused or not applied shows as missing events and is noted.
+ACTS=""
+verify_actions() {
+    local v=$1 logf=$BUILD/verify.log
+    shift
+    local -a cmd=("$@")
+    ((${#cmd[@]})) || cmd=("$BUILD/forkloop" 2)
+    rm -f "$logf"
+    vrun "$v" "FORKGUARD_LOG=$logf" FORKGUARD_LOG_FORMAT=json "${cmd[@]}" \
+        >/dev/null 2>"$BUILD/verify.stderr" || true
+    note_stderr "$v" "$BUILD/verify.stderr" "with the JSON log"
+    local fo ff co cf
+    fo=$(json_values "$logf" fork actions_ok 2>/dev/null | head -n 1)
+    ff=$(json_values "$logf" fork actions_failed 2>/dev/null | head -n 1)
+    co=$(json_values "$logf" child actions_ok 2>/dev/null | head -n 1)
+    cf=$(json_values "$logf" child actions_failed 2>/dev/null | head -n 1)
+    if [[ -z $fo || -z $co ]]; then
+        note "WARNING: ${VLABEL[$v]}: no fork or child event in forkguard's log: the config was not applied"
+        ACTS="**not applied**"
+        return 0
+    fi
+    if ((ff > 0 || cf > 0)); then
+        note "WARNING: ${VLABEL[$v]}: forkguard reported failed actions: $(json_values "$logf" child errors | head -n 1)"
+    fi
+    ACTS="fork $fo ok, $ff failed; child $co ok, $cf failed"
+}
+
+# shellcheck disable=SC2016 # backquotes in single quotes are Markdown
 section_lock_actions() {
-    pending "Lock actions" "per-fork cost of \`[[lock]]\` actions (\`acquire\` and \`reinit\`; mutex, rwlock, spinlock, semaphore, stdio) against a hand-written pthread_atfork floor, uncontended and with other threads holding the locks. Needs lock globals exported by bench/forkloop.c."
+    local -a vs=(atlocks1 atlocks4 atlocks16 fg_locks1 fg_locks4 fg_locks16 fg_fds4 fg_child)
+    local v
+    log "per fork, callgrind: lock, fd and child actions"
+    for v in "${vs[@]}"; do
+        per_fork_cg "$v" 0 "$CG_N1" "$CG_N2"
+        if [[ $v == fg_* ]]; then
+            verify_actions "$v"
+            R[acts/$v]=$ACTS
+        else
+            R[acts/$v]="—"
+        fi
+    done
+    md "## Per fork: lock, fd and child actions (callgrind)"
+    md
+    md 'Same command and method as above (`forkloop` 100 and 200 forks under callgrind, parent side).'
+    md 'Lock actions take `fgb_lock1..K` (normal mutexes exported by `forkloop`, uncontended) with'
+    md '`type = "mutex"`, `strategy = "acquire"`: locked in prepare, unlocked in the parent, re-initialised'
+    md 'in the child. Their floor, `bench/atfork_floor.c` with `FGB_ATFORK_LOCKS=K`, does the same with'
+    md '`pthread_atfork` handlers: `pthread_mutex_lock`, `pthread_mutex_unlock`, `pthread_mutex_init` keeping'
+    md "the mutex's kind, without forkguard's timeout, owner check and bookkeeping. The 4 fd actions"
+    md '(`kind = "listen"` → cloexec, `peer = "127.0.0.1:6379"` → disconnect, `kind = "epoll"` → renew,'
+    md '`path` → reopen) and the `[child]` block (parent_death_signal, reset_signal_mask, reset_signal_handlers,'
+    md 'name) work in the child only: their parent-side cost is the bookkeeping; their child-side cost is in'
+    md 'the next section. "actions (forkguard log)" is what forkguard'"'"'s JSON log reported for the first'
+    md 'fork of a separate run (`FORKGUARD_LOG=FILE FORKGUARD_LOG_FORMAT=json forkloop 2`): the proof'
+    md 'that the config was applied.'
+    md
+    md "| preload | environment | actions (forkguard log) | per fork | over no preload | over the floor |"
+    md "|---|---|---|--:|--:|--:|"
+    local base=${R[cgfork/0/plain]}
+    for v in "${vs[@]}"; do
+        local per=${R[cgfork/0/$v]} over overf="—" fl
+        fl=$(floor_of "$v")
+        over=$(fmt_delta "$(calc "$per - $base")")
+        [[ -n $fl ]] && overf="$(fmt_delta "$(calc "$per - ${R[cgfork/0/$fl]}")") (vs ${VLABEL[$fl]})"
+        md "| ${VLABEL[$v]} | \`$(show_env "$v")\` | ${R[acts/$v]} | $(fmt_f "$per" 1) | $over | $overf |"
+    done
+    md
 }
 
+# child_runs TAG FDS KIND FORKS VARIANT...: alternating rounds of
+# `forkloop FORKS` with FDS extra descriptors of KIND open. Each round and
+# variant runs twice: once with forkguard's JSON log (the child events'
+# phase_us go to R[cphase/TAG/VARIANT]) and once without (per-fork wall
+# clock to R[cwall/TAG/VARIANT]; logging costs a file open and write per
+# line, kept out of the wall clock).
+child_runs() {
+    local tag=$1 fds=$2 kind=$3 n=$4 r v out logf=$BUILD/child.log
+    shift 4
+    for ((r = 0; r < CHILD_ROUNDS; r++)); do
+        local -a order=()
+        mapfile -t order < <(rotated "$r" "$@")
+        for v in "${order[@]}"; do
+            out=$(vrun "$v" "FGB_OPEN_FDS=$fds" "FGB_OPEN_KIND=$kind" \
+                "$BUILD/forkloop" "$n" 2>"$BUILD/child.stderr") || {
+                cat "$BUILD/child.stderr" >&2
+                die "forkloop failed: ${VLABEL[$v]}, $fds descriptors"
+            }
+            note_stderr "$v" "$BUILD/child.stderr" "$fds descriptors"
+            R[cwall/$tag/$v]+="$(field per_fork_us "$out") "
+            [[ $v == plain ]] && continue
+            rm -f "$logf"
+            vrun "$v" "FGB_OPEN_FDS=$fds" "FGB_OPEN_KIND=$kind" "FORKGUARD_LOG=$logf" \
+                FORKGUARD_LOG_FORMAT=json "$BUILD/forkloop" "$n" >/dev/null 2>"$BUILD/child.stderr" ||
+                die "forkloop with the JSON log failed: ${VLABEL[$v]}, $fds descriptors"
+            local failed
+            failed=$(json_values "$logf" child actions_failed | sort -n | tail -n 1)
+            [[ -z $failed ]] && note "WARNING: ${VLABEL[$v]}, $fds descriptors: no child event in forkguard's log"
+            [[ -n $failed && $failed != 0 ]] &&
+                note "WARNING: ${VLABEL[$v]}, $fds descriptors: failed actions in the child: $(json_values "$logf" child errors | head -n 1)"
+            R[cphase/$tag/$v]+="$(json_values "$logf" child phase_us | paste -sd' ' -) "
+            if ((r == 0)); then
+                R[cok/$tag/$v]=$(json_values "$logf" child actions_ok | head -n 1)
+            fi
+        done
+    done
+}
+
+# child_rows TAG FDS KIND N VARIANT...: table rows for child_runs results.
+child_rows() {
+    local tag=$1 fds=$2 kind=$3 n=$4 v
+    shift 4
+    for v in "$@"; do
+        local s med lo hi mad ph="—" ra rn="—" cnt="—" cfg
+        read -r -a s <<<"${R[cwall/$tag/$v]}"
+        read -r med lo hi mad <<<"$(stats "${s[@]}")"
+        R[cwall_med/$tag/$v]=$med
+        cfg="no preload"
+        if [[ $v != plain ]]; then
+            local -a p=()
+            read -r -a p <<<"${R[cphase/$tag/$v]}"
+            local pm plo phi
+            read -r pm plo phi _ <<<"$(stats "${p[@]}")"
+            R[cphase_med/$tag/$v]=$pm
+            ph="$(fmt_f "$pm" 1) ($(fmt_f "$plo" 1)–$(fmt_f "$phi" 1))"
+            cnt="${#p[@]}"
+            read -r ra _ _ <<<"$(paired_ratio "${R[cwall/$tag/$v]}" "${R[cwall/$tag/plain]}")"
+            rn=$(fmt_pct "$(calc "$ra - 1")" 1)
+            cfg="${VLABEL[$v]} (\`$(show_env "$v" | sed 's/.*FORKGUARD_CONFIG=//')\`)"
+        fi
+        md "| $(fmt_int "$fds") $kind | $cfg | ${R[cok/$tag/$v]:-—} | $cnt | $ph | $(fmt_f "$med" 1) ($(fmt_f "$lo" 1)–$(fmt_f "$hi" 1)) | $rn |"
+    done
+}
+
+# shellcheck disable=SC2016 # backquotes in single quotes are Markdown
 section_fd_actions() {
-    pending "fd actions" "per-fork cost of \`[[fd]]\` selectors and actions (close, cloexec, devnull, reopen, disconnect, renew) as a function of the number of open descriptors (the hard limit here is 20,000)."
+    local fds n
+    local -a counts=("${FD_COUNTS[@]}")
+    for fds in "${counts[@]}"; do
+        n=$((fds >= 10000 ? (QUICK ? 10 : 30) : (QUICK ? 100 : 300)))
+        log "child phase: close over $fds descriptors, $CHILD_ROUNDS rounds x forkloop $n"
+        child_runs "close$fds" "$fds" file "$n" plain fd_range fd_loop
+        R[cn/close$fds]=$n
+    done
+    n=$((QUICK ? 100 : 300))
+    log "child phase: kind and peer selectors over 1000 sockets"
+    child_runs sel1000 1000 udp "$n" plain fd_listen fd_peer
+    log "child phase: 4 fd actions over 10 descriptors, [child] block"
+    child_runs fds10 10 file "$n" plain fg_fds4 fg_child
+
+    md "## In the child: fd actions and child settings"
+    md
+    md 'Command: `ENV FGB_OPEN_FDS=K FGB_OPEN_KIND=file|udp forkloop N`: forkloop opens K more descriptors'
+    md '(`/dev/null`, or unconnected UDP sockets) before its fork loop. "child phase" is forkguard'"'"'s own'
+    md 'measure of its child phase, `phase_us` of the `child` events of its JSON log'
+    md '(`FORKGUARD_LOG=FILE FORKGUARD_LOG_FORMAT=json`, a separate run of each round), median and range over'
+    md 'every child. The wall clock per fork (runs without the log) includes it, since forkloop waits for'
+    md 'each child to exit; a child that exits with descriptors open also pays for closing them in the'
+    md "kernel at exit. $CHILD_ROUNDS rounds, variants alternating. The hard descriptor limit on this VM is"
+    md '20,000 (`setrlimit` cannot raise it, even as root), so the largest case is 15,000 descriptors,'
+    md 'not 100,000.'
+    md
+    md '`from = 3` with nothing else is done with `close_range(2)` (one system call per gap in'
+    md '`except`); adding `kind = "file"` makes forkguard list `/proc/self/fd` and look at each'
+    md 'descriptor (`fstat`), then close the files one by one: the per-descriptor path every other'
+    md 'selector takes. The kind and peer selectors run over 1,000 UDP sockets that they do not select'
+    md '(`kind = "listen"` asks each socket `SO_ACCEPTCONN`; `peer` asks for its peer address).'
+    md
+    md "| descriptors open | config | actions ok (first child) | children logged | child phase µs, median (range) | wall µs per fork, median (range) | wall vs no preload |"
+    md "|--:|---|--:|--:|--:|--:|--:|"
+    for fds in "${counts[@]}"; do
+        child_rows "close$fds" "$fds" file "${R[cn/close$fds]}" plain fd_range fd_loop
+    done
+    child_rows sel1000 1000 udp "$n" plain fd_listen fd_peer
+    child_rows fds10 10 file "$n" plain fg_fds4 fg_child
+    md
 }
 
+# ---------------------------------------------------------- real servers --
+
+SCRATCH="" # servers' scratch directory, removed at exit
+SERVER_PIDS=()
+cleanup_servers() {
+    local p
+    for p in "${SERVER_PIDS[@]}"; do
+        kill -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null || true
+    done
+    for p in "${SERVER_PIDS[@]}"; do
+        wait "$p" 2>/dev/null || true
+    done
+    SERVER_PIDS=()
+    [[ -n $SCRATCH && -d $SCRATCH ]] && rm -rf "$SCRATCH"
+    SCRATCH=""
+}
+
+# free_port -> a TCP port nothing listens on, on 127.0.0.1, below Linux's
+# ephemeral range (32768-60999), where clients' own ports come from. A port
+# can still be taken between this check and the server's bind: the callers
+# retry.
+free_port() {
+    local p
+    for ((p = 20000 + RANDOM % 12000; ; p++)); do
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "$p"
+            return 0
+        fi
+    done
+}
+
+# wait_for SECONDS CMD...: retry CMD every 0.1 s until it succeeds.
+wait_for() {
+    local deadline=$((SECONDS + $1))
+    shift
+    until "$@" >/dev/null 2>&1; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.1
+    done
+}
+
+# server_rows KEY WHAT COMMAND: statistics of R[srv/KEY/plain] and
+# R[srv/KEY/fg] (one figure per round) as two table rows; keeps the median
+# of per-round forkguard ÷ plain ratios in R[srv_ratio/KEY].
+server_rows() {
+    local key=$1 what=$2 command=$3 v
+    local ra lo hi
+    read -r ra lo hi <<<"$(paired_ratio "${R[srv/$key/fg]}" "${R[srv/$key/plain]}")"
+    R[srv_ratio/$key]=$ra
+    for v in plain fg; do
+        local s med mn mx mad label="no preload" rc="—"
+        read -r -a s <<<"${R[srv/$key/$v]}"
+        read -r med mn mx mad <<<"$(stats "${s[@]}")"
+        R[srv_med/$key/$v]=$med
+        if [[ $v == fg ]]; then
+            label="forkguard"
+            rc="$(fmt_f "$ra" 3) ($(fmt_f "$lo" 3)–$(fmt_f "$hi" 3))"
+        fi
+        md "| $what | $label | \`$command\` | ${#s[@]} | $(fmt_f "$med" 1) | $(fmt_f "$mn" 1)–$(fmt_f "$mx" 1) | $(fmt_spread "$med" "$mad") | $rc |"
+    done
+}
+
+server_bash() {
+    local cfg=$BUILD/server-bash.toml r v t0 t1
+    local loop="for ((i = 0; i < $BASH_LOOPS; i++)); do ( : ); x=\$(:); done"
+    log "servers: bash loop of $BASH_LOOPS subshells and command substitutions, $SERVER_ROUNDS rounds"
+    def_variant srv_bash_plain "no preload" 0
+    def_variant srv_bash_fg "forkguard" 0 "LD_PRELOAD=$LIB" "FORKGUARD_CONFIG=$cfg"
+    verify_actions srv_bash_fg /bin/bash -c '( : )'
+    R[srv_acts/bash]=$ACTS
+    # forkguard's own time per fork, from its JSON log: 200 subshells.
+    local logf=$BUILD/bash-phases.log
+    rm -f "$logf"
+    vrun srv_bash_fg "FORKGUARD_LOG=$logf" FORKGUARD_LOG_FORMAT=json \
+        /bin/bash -c 'for ((i = 0; i < 200; i++)); do ( : ); done' || die "bash with the JSON log failed"
+    local -a ph=()
+    mapfile -t ph < <(json_values "$logf" fork phase_us)
+    R[srv_own/bash]=$(stats "${ph[@]}" | cut -d' ' -f1)
+    mapfile -t ph < <(json_values "$logf" child phase_us)
+    R[srv_own_child/bash]=$(stats "${ph[@]}" | cut -d' ' -f1)
+    for ((r = 0; r < SERVER_ROUNDS; r++)); do
+        local -a order=()
+        mapfile -t order < <(rotated "$r" plain fg)
+        for v in "${order[@]}"; do
+            t0=$(date +%s%N)
+            vrun "srv_bash_$v" /bin/bash -c "$loop" || die "bash loop failed"
+            t1=$(date +%s%N)
+            R[srv/bash/$v]+="$(calc "($t1 - $t0) / 1e6") "
+        done
+    done
+}
+
+server_postgres() {
+    local bindir pg cfg=$BUILD/server-postgres.toml r v
+    bindir=$(compgen -G '/usr/lib/postgresql/*/bin' | sort -V | tail -n 1)
+    if [[ -z $bindir || ! -x $bindir/postgres ]] || ! id postgres >/dev/null 2>&1; then
+        note "PostgreSQL not measured: no server binaries under /usr/lib/postgresql or no postgres account"
+        return 0
+    fi
+    if [[ $(id -u) -ne 0 ]]; then
+        note "PostgreSQL not measured: the script runs the server as the postgres account and needs root"
+        return 0
+    fi
+    pg=$SCRATCH/pg
+    mkdir -p "$pg"
+    chown postgres: "$pg"
+    local -A port
+    for v in plain fg; do
+        runuser -u postgres -- "$bindir/initdb" -A trust -U postgres -E UTF8 --no-sync \
+            -D "$pg/$v" >"$pg/initdb-$v.log" 2>&1 || {
+            cat "$pg/initdb-$v.log" >&2
+            die "initdb failed"
+        }
+    done
+    # pg_start SIDE [ENV...]: start the server of that side (fsync off: the
+    # forks are measured, not the disk).
+    pg_start() {
+        local side=$1
+        shift
+        local try
+        for try in 1 2 3; do
+            port[$side]=$(free_port)
+            setsid runuser -u postgres -- env -i PATH=/usr/bin:/bin "$@" "$bindir/postgres" \
+                -D "$pg/$side" -p "${port[$side]}" -k "$pg/$side" -c listen_addresses=127.0.0.1 \
+                -c fsync=off -c synchronous_commit=off -c ssl=off -c max_connections=20 \
+                >"$pg/$side.log" 2>&1 &
+            SERVER_PIDS+=($!)
+            PG_PID[$side]=$!
+            wait_for 30 grep -q "ready to accept connections" "$pg/$side.log" && break
+            wait "${PG_PID[$side]}" 2>/dev/null || true
+            grep -q "already in use" "$pg/$side.log" && ((try < 3)) && continue
+            cat "$pg/$side.log" >&2
+            die "postgres ($side) did not start"
+        done
+    }
+    pg_stop() {
+        kill "${PG_PID[$1]}" 2>/dev/null || true
+        wait "${PG_PID[$1]}" 2>/dev/null || true
+    }
+    local -A PG_PID
+    local -a fgenv=("LD_PRELOAD=$LIB" "FORKGUARD_CONFIG=$cfg")
+    # First, a short run with forkguard's JSON log: proof that the postmaster
+    # applies the config at each fork (then restarted without the log).
+    pg_start fg "${fgenv[@]}" "FORKGUARD_LOG=$pg/fg-verify.log" FORKGUARD_LOG_FORMAT=json
+    pgbench -i -q -s 1 -h 127.0.0.1 -p "${port[fg]}" -U postgres postgres >"$pg/init-fg.log" 2>&1 ||
+        die "pgbench -i failed: $(cat "$pg/init-fg.log")"
+    pgbench -C -S -n -t 20 -c 1 -h 127.0.0.1 -p "${port[fg]}" -U postgres postgres >/dev/null 2>&1 ||
+        die "pgbench (verification run) failed"
+    pg_stop fg
+    local nchild nfork failed
+    nfork=$(json_values "$pg/fg-verify.log" fork actions_ok | grep -c . || true)
+    nchild=$(json_values "$pg/fg-verify.log" child actions_ok | grep -c . || true)
+    failed=$(json_values "$pg/fg-verify.log" child actions_failed | sort -n | tail -n 1)
+    R[srv_acts/pg]="$nfork fork and $nchild child events for 20 connections; child actions ok: $(json_values "$pg/fg-verify.log" child actions_ok | sort -n | uniq -c | awk '{ printf "%s%s× %s", sep, $1, $2; sep = ", " }'), most failed: ${failed:-none}"
+    ((nchild >= 20)) || note "WARNING: PostgreSQL with forkguard: only $nchild child events for 20 connections in the verification run"
+    pg_start fg "${fgenv[@]}"
+    pg_start plain
+    pgbench -i -q -s 1 -h 127.0.0.1 -p "${port[plain]}" -U postgres postgres >"$pg/init-plain.log" 2>&1 ||
+        die "pgbench -i failed: $(cat "$pg/init-plain.log")"
+    log "servers: pgbench -C -S -T $PG_SECONDS -c 2 -j 2, $SERVER_ROUNDS rounds"
+    for ((r = 0; r < SERVER_ROUNDS; r++)); do
+        local -a order=()
+        mapfile -t order < <(rotated "$r" plain fg)
+        for v in "${order[@]}"; do
+            local out tps
+            out=$(pgbench -C -S -n -T "$PG_SECONDS" -c 2 -j 2 -h 127.0.0.1 -p "${port[$v]}" \
+                -U postgres postgres 2>&1) || die "pgbench failed ($v): $out"
+            tps=$(awk '/^tps = / { print $3; exit }' <<<"$out")
+            [[ -n $tps ]] || die "no tps in pgbench's output: $out"
+            R[srv/pg/$v]+="$tps "
+        done
+    done
+    pg_stop fg
+    pg_stop plain
+    R[srv_pg_version]=$("$bindir/postgres" --version)
+}
+
+# redis_once SIDE ROUND: start a fresh redis-server (with forkguard for
+# SIDE fg), fill it, BGSAVE once, record latest_fork_usec, stop it. A fresh
+# server per measurement: two long-lived servers differ in their own memory
+# layout by more than forkguard costs (seen: one server's forks 30% slower
+# than the other's, whichever had the preload).
+redis_once() {
+    local v=$1 r=$2 rd=$SCRATCH/redis port pid
+    local -a env=()
+    [[ $v == fg ]] && env=("LD_PRELOAD=$LIB" "FORKGUARD_CONFIG=$BUILD/server-redis.toml"
+        "FORKGUARD_LOG=$rd/fg.log" FORKGUARD_LOG_FORMAT=json)
+    rm -rf "${rd:?}/$v"
+    mkdir -p "$rd/$v"
+    local try
+    for try in 1 2 3; do
+        port=$(free_port)
+        setsid env -i PATH=/usr/bin:/bin "${env[@]}" redis-server --port "$port" \
+            --bind 127.0.0.1 --save "" --appendonly no --dir "$rd/$v" \
+            --enable-debug-command yes --daemonize no >"$rd/$v.out" 2>&1 &
+        pid=$!
+        SERVER_PIDS+=("$pid")
+        wait_for 30 redis-cli -p "$port" ping && break
+        wait "$pid" 2>/dev/null || true
+        grep -q "Address already in use" "$rd/$v.out" && ((try < 3)) && continue
+        die "redis-server ($v) did not start: $(cat "$rd/$v.out")"
+    done
+    redis-cli -p "$port" DEBUG POPULATE "$REDIS_KEYS" key 1000 >/dev/null
+    ((r == 0)) && R[srv_redis_rss/$v]=$(redis-cli -p "$port" INFO memory | awk -F: '/^used_memory_rss:/ { printf "%.0f", $2 / 1048576 }')
+    redis-cli -p "$port" BGSAVE >/dev/null
+    sleep 0.2
+    wait_for 120 eval "redis-cli -p $port INFO persistence | grep -q '^rdb_bgsave_in_progress:0'" ||
+        die "BGSAVE ($v) did not finish"
+    redis-cli -p "$port" INFO persistence | grep -q '^rdb_last_bgsave_status:ok' || die "BGSAVE ($v) failed"
+    R[srv/redis/$v]+="$(redis-cli -p "$port" INFO stats | awk -F: '/^latest_fork_usec:/ { print $2 + 0 }') "
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    rm -rf "${rd:?}/$v"
+}
+
+server_redis() {
+    local rd=$SCRATCH/redis r v
+    mkdir -p "$rd"
+    log "servers: redis BGSAVE of $REDIS_KEYS keys, $SERVER_ROUNDS rounds (a fresh server each)"
+    for ((r = 0; r < SERVER_ROUNDS; r++)); do
+        local -a order=()
+        mapfile -t order < <(rotated "$r" plain fg)
+        for v in "${order[@]}"; do
+            redis_once "$v" "$r"
+        done
+    done
+    local nfork nchild ph
+    nfork=$(json_values "$rd/fg.log" fork phase_us | grep -c . || true)
+    nchild=$(json_values "$rd/fg.log" child phase_us | grep -c . || true)
+    ((nchild >= SERVER_ROUNDS)) || note "WARNING: Redis with forkguard: $nchild child events for $SERVER_ROUNDS BGSAVEs"
+    local -a phs=()
+    mapfile -t phs < <(json_values "$rd/fg.log" fork phase_us)
+    ph=$(stats "${phs[@]}")
+    R[srv_own/redis]=${ph%% *}
+    R[srv_acts/redis]="$nfork fork and $nchild child events for $SERVER_ROUNDS BGSAVEs; child actions ok: $(json_values "$rd/fg.log" child actions_ok | sort -n | uniq -c | awk '{ printf "%s%s× %s", sep, $1, $2; sep = ", " }')"
+    R[srv_redis_version]=$(redis-server --version | awk '{ print $3 }')
+}
+
+# shellcheck disable=SC2016 # backquotes in single quotes are Markdown
 section_servers() {
-    pending "Real servers" "pgbench against PostgreSQL (a fork per connection) and redis-benchmark against redis with BGSAVE forks, with and without forkguard and a realistic config."
-}
+    SCRATCH=$(mktemp -d /tmp/fgb-servers.XXXXXX)
+    chmod 755 "$SCRATCH"
+    trap cleanup_servers EXIT
+    server_bash
+    server_postgres
+    server_redis
+    cleanup_servers
+    trap - EXIT
 
+    md "## Real servers"
+    md
+    md "Each server runs twice at once, started the same way, one with \`LD_PRELOAD=libforkguard.so"
+    md "FORKGUARD_CONFIG=server-PROGRAM.toml\` in its environment; the rounds alternate between them"
+    md "(rotated order), and the ratio is the median of per-round ratios. The config applies to the"
+    md "server's program only (\`[settings] programs\`) and has two actions any server could use: glibc's"
+    md "\`stdout\` lock taken around the fork (\`type = \"stdio\"\`, \`acquire\`) and \`kind = \"listen\"\` →"
+    md "\`cloexec\` in the child (a scan of \`/proc/self/fd\`). Wall clock on this shared VM: see the load"
+    md "average above; a round that another job slowed shows in the range."
+    md
+    md "| benchmark | preload | command | rounds | median | range | spread | forkguard ÷ no preload (range) |"
+    md "|---|---|---|--:|--:|--:|--:|--:|"
+    server_rows bash "bash loop, ms per run (lower is better)" "bash -c 'for ((i = 0; i < $BASH_LOOPS; i++)); do ( : ); x=\$(:); done'"
+    [[ -n ${R[srv/pg/plain]:-} ]] &&
+        server_rows pg "PostgreSQL, TPS (higher is better)" "pgbench -C -S -n -T $PG_SECONDS -c 2 -j 2"
+    server_rows redis "Redis \`latest_fork_usec\` of BGSAVE, µs (lower is better)" "redis-cli BGSAVE; redis-cli INFO stats"
+    md
+    local dfork
+    dfork=$(calc "(${R[srv_med/bash/fg]} - ${R[srv_med/bash/plain]}) * 1000 / (2 * $BASH_LOOPS)")
+    md "- bash: \`$(show_env srv_bash_fg)\`; ${BASH_LOOPS} subshells and ${BASH_LOOPS} command substitutions ($((2 * BASH_LOOPS)) forks) per run; forkguard's log for \`bash -c '( : )'\`: ${R[srv_acts/bash]}."
+    md "  The medians differ by $(fmt_f "$dfork" 1) µs per fork. forkguard's own phases take $(fmt_f "${R[srv_own/bash]}" 1) µs (prepare + parent) and"
+    md "  $(fmt_f "${R[srv_own_child/bash]}" 1) µs (child) per fork (medians of its JSON log over 200 subshells, a separate run); the"
+    md "  rest is the kernel's: copy-on-write page faults for the pages forkguard writes after the fork, in"
+    md "  both processes (see the page-fault columns of the per-fork wall-clock table), a few µs each here."
+    if [[ -n ${R[srv/pg/plain]:-} ]]; then
+        md "- PostgreSQL (${R[srv_pg_version]}): the postmaster forks a backend for each connection and \`-C\` makes"
+        md "  a new connection per transaction; \`-S\` (select-only) keeps the transaction itself short, so forking"
+        md "  weighs as much as it can. Server: \`-c fsync=off -c synchronous_commit=off\`, on 127.0.0.1, as the"
+        md "  postgres account, pgbench scale 1. A short verification run with forkguard's JSON log"
+        md "  (\`pgbench -C -S -t 20 -c 1\`, then the server restarted without the log): ${R[srv_acts/pg]}."
+    fi
+    md "- Redis ${R[srv_redis_version]}: \`DEBUG POPULATE $REDIS_KEYS key 1000\` in each server"
+    md "  (used_memory_rss ${R[srv_redis_rss/plain]} MiB without, ${R[srv_redis_rss/fg]} MiB with forkguard), \`--save \"\" --appendonly no\`;"
+    md "  \`latest_fork_usec\` is Redis's own timing of its \`fork()\` call, so it includes forkguard's prepare and"
+    md "  parent phases. Each round starts a fresh server for each side (fill, one BGSAVE, stop): two long-lived"
+    md "  servers differ in their own memory layout by more than forkguard costs. The forkguard servers ran with"
+    md "  forkguard's JSON log on (one line per fork) to prove the config was applied: ${R[srv_acts/redis]};"
+    md "  its prepare + parent phases took $(fmt_f "${R[srv_own/redis]}" 1) µs per fork (median), $(fmt_f "$(calc "100 * ${R[srv_own/redis]} / ${R[srv_med/redis/plain]}")" 2)% of the"
+    md "  median \`latest_fork_usec\` without it."
+    md
+}
 # ------------------------------------------------------------------- plot --
 
 write_plot() {
     local data=$BUILD/plot-calls.dat mdata=$BUILD/plot-mem.dat k v mib
     log "plot"
     {
-        echo "# calls forkguard_over_plain atfork_over_plain (instructions per fork)"
+        echo "# actions fg_calls atfork_calls fg_locks atfork_locks (instructions per fork over plain)"
         for k in 0 1 4 16; do
-            local fg at
+            local fg at fl al
             if ((k == 0)); then
                 fg=${R[cgfork/0/fg_empty]}
                 at=${R[cgfork/0/plain]}
+                fl=$fg
+                al=$at
             else
                 fg=${R[cgfork/0/fg_calls$k]}
                 at=${R[cgfork/0/atfork$k]}
+                fl=${R[cgfork/0/fg_locks$k]}
+                al=${R[cgfork/0/atlocks$k]}
             fi
-            echo "$k $(calc "$fg - ${R[cgfork/0/plain]}") $(calc "$at - ${R[cgfork/0/plain]}")"
+            local b=${R[cgfork/0/plain]}
+            echo "$k $(calc "$fg - $b") $(calc "$at - $b") $(calc "$fl - $b") $(calc "$al - $b")"
         done
     } >"$data"
     {
@@ -823,14 +1421,16 @@ set output "$BUILD/bench-overhead.svg"
 set multiplot layout 1,3 title "forkguard: per-fork overhead (callgrind, parent side; wall clock at right)"
 set grid
 set key top left
-set title "instructions per fork over no preload,\nvs call actions"
-set xlabel "call actions"
+set title "instructions per fork over no preload,\nvs call and lock actions"
+set xlabel "actions"
 set ylabel "instructions per fork"
 set xtics ("0" 0, "1" 1, "4" 2, "16" 3)
 set xrange [-0.3:3.3]
 set yrange [0:*]
-plot "$data" using (\$0):2 with linespoints lw 2 pt 7 title "forkguard", \
-     "$data" using (\$0):3 with linespoints lw 2 pt 5 title "pthread_atfork floor"
+plot "$data" using (\$0):2 with linespoints lw 2 pt 7 title "forkguard, calls", \
+     "$data" using (\$0):3 with linespoints lw 2 pt 5 title "pthread_atfork floor, calls", \
+     "$data" using (\$0):4 with linespoints lw 2 pt 9 title "forkguard, mutex locks", \
+     "$data" using (\$0):5 with linespoints lw 2 pt 11 title "pthread_atfork floor, mutex locks"
 set title "instructions per fork over no preload,\nforkguard with 4 call actions, vs resident memory"
 set xlabel "MiB allocated and touched"
 set logscale x
@@ -885,7 +1485,7 @@ write_report() {
     ((QUICK)) && how+=" --quick"
     md "Generated by \`$how\`; do not edit by hand. Harnesses and floors, in C:"
     md "\`bench/forkloop.c\`, \`bench/spawnloop.c\`, \`bench/peakrss.c\`, \`bench/minimal_interposer.c\`,"
-    md "\`bench/atfork_floor.c\`."
+    md "\`bench/atfork_floor.c\` (call and lock floors)."
     md
     machine_note
     md
@@ -896,6 +1496,11 @@ write_report() {
         "the minimal C interposer adds $(fmt_delta "$(calc "${R[cgstart/$p/minimal]} - $base")")," \
         "forkguard without a config $(fmt_delta "$(calc "${R[cgstart/$p/fg_noconf]} - $base")")," \
         "with an empty config $(fmt_delta "$(calc "${R[cgstart/$p/fg_empty]} - $base")")."
+    if has_variant fg_real; then
+        md "- Start-up of \`/bin/true\` with config/forkguard.toml, which does not apply to it:" \
+            "$(fmt_delta "$(calc "${R[cgstart/$p/fg_real_nc]} - $base")") instructions parsing it," \
+            "$(fmt_delta "$(calc "${R[cgstart/$p/fg_real]} - $base")") with the plan cache (see the notes)."
+    fi
     md "- Wall clock per spawn of \`/bin/true\`: $(fmt_f "${R[wstart_med/$p/plain]}" 0) µs alone," \
         "$(fmt_f "${R[wstart_med/$p/fg_empty]}" 0) µs with forkguard and an empty config (medians)."
     md "- Per fork, parent side: $(fmt_f "${R[cgfork/0/plain]}" 0) instructions without a preload;" \
@@ -910,6 +1515,23 @@ write_report() {
         "$(fmt_int "${R[rss_med/$p/fg_empty]}") KiB with forkguard and an empty config (medians);" \
         "private dirty memory of a running \`sleep\`" \
         "$(fmt_delta "$(calc "${R[dirty/fg_empty]} - ${R[dirty/plain]}")") KiB with forkguard and an empty config."
+    md "- Lock actions, per fork, parent side: 4 mutexes in \`acquire\` add" \
+        "$(fmt_f "$(calc "${R[cgfork/0/fg_locks4]} - ${R[cgfork/0/plain]}")" 0) instructions" \
+        "where hand-written pthread_atfork handlers doing the same lock work add" \
+        "$(fmt_f "$(calc "${R[cgfork/0/atlocks4]} - ${R[cgfork/0/plain]}")" 0); 16 mutexes:" \
+        "$(fmt_f "$(calc "${R[cgfork/0/fg_locks16]} - ${R[cgfork/0/plain]}")" 0) against" \
+        "$(fmt_f "$(calc "${R[cgfork/0/atlocks16]} - ${R[cgfork/0/plain]}")" 0)."
+    local big=${FD_COUNTS[-1]}
+    md "- Child phase, \`from = 3\` → close over $(fmt_int "$big") descriptors:" \
+        "$(fmt_f "${R[cphase_med/close$big/fd_range]}" 1) µs with \`close_range\`," \
+        "$(fmt_f "${R[cphase_med/close$big/fd_loop]}" 1) µs one descriptor at a time (\`kind = \"file\"\`) (medians)."
+    if [[ -n ${R[srv_ratio/bash]:-} ]]; then
+        local line
+        line="- Real servers, forkguard ÷ no preload (median of alternating rounds): bash loop time $(fmt_f "${R[srv_ratio/bash]}" 3) (target ≤ 1.03)"
+        [[ -n ${R[srv_ratio/pg]:-} ]] && line+=", PostgreSQL \`pgbench -C\` TPS $(fmt_f "${R[srv_ratio/pg]}" 3) (target ≥ 0.97)"
+        [[ -n ${R[srv_ratio/redis]:-} ]] && line+=", Redis BGSAVE \`latest_fork_usec\` $(fmt_f "${R[srv_ratio/redis]}" 3) (target ≤ 1.02)"
+        md "$line."
+    fi
     md
     md "![per-fork overhead](bench-overhead.svg)"
     md
@@ -921,18 +1543,17 @@ write_report() {
         md
     fi
     MD+=$body
-    md "## Not measured yet"
-    md
-    md "Hooks in \`scripts/bench.sh\` (\`section_lock_actions\`, \`section_fd_actions\`, \`section_servers\`) are"
-    md "ready for these; no figures are reported until they are measured."
-    md
-    local x
-    for x in "${PENDING[@]}"; do md "- $x"; done
-    md
+    if ((${#PENDING[@]} > 0)); then
+        md "## Not measured yet"
+        md
+        local x
+        for x in "${PENDING[@]}"; do md "- $x"; done
+        md
+    fi
     md "## Reproducing"
     md
     md '```sh'
-    md "scripts/bench.sh            # full run, a few minutes on 2 CPUs"
+    md "scripts/bench.sh            # full run, about 8 minutes on 2 CPUs (as root: servers, apt-get)"
     md "scripts/bench.sh --quick    # shorter loops and fewer rounds"
     md '```'
     md
@@ -965,6 +1586,19 @@ main() {
     fi
     [[ -e /etc/forkguard/forkguard.toml ]] &&
         note "/etc/forkguard/forkguard.toml exists: the \"no config\" variant reads it."
+    if has_variant fg_real; then
+        # The plan cache (/run/forkguard, written by root processes only, for
+        # a config file unchanged for 2 s): warm it, and say what the
+        # "config/forkguard.toml" rows measured.
+        vrun fg_real /bin/true || true
+        local entry
+        entry=/run/forkguard/plan-$(stat -c %D "$REAL_CONFIG")-$(printf %x "$(stat -c %i "$REAL_CONFIG")")
+        if [[ -f $entry ]]; then
+            note "The plan cache had an entry for config/forkguard.toml ($entry, written by a root process): the \"config/forkguard.toml\" rows check the file and read the entry instead of parsing it; the \"no plan cache\" rows (\`FORKGUARD_PLAN_CACHE=off\`) parse it, as every process did before the cache and as processes do when no root process has written an entry."
+        else
+            note "No plan cache entry for config/forkguard.toml (only root processes write one, for a file unchanged for 2 s): both config/forkguard.toml rows parse the file."
+        fi
+    fi
 
     if awk -v l="${LOAD_START%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
         note "WARNING: load average ${LOAD_START%% *} on $(nproc) CPUs at the start: something else is running, and the wall-clock figures of this run are slower and noisier than on an idle machine (callgrind counts are not affected)."

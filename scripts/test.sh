@@ -4,7 +4,8 @@
 #
 # Works on a fresh Debian 12 machine as root: what the tests need and is
 # missing (gcc, python3, shellcheck, util-linux's unshare/setpriv, and the
-# real servers the fd tests talk to: redis-server, PostgreSQL with psycopg2)
+# real servers the fd and torture tests talk to: redis-server, PostgreSQL
+# with psycopg2; strace, setcap, perl and node for the torture suite)
 # is installed first (apt-get; psycopg2 with pip). Needs no standard input.
 #
 # Set FGT_TEST_PREFIX to run each test binary under a wrapper, e.g.
@@ -24,6 +25,11 @@ install_missing() {
     command -v setpriv >/dev/null 2>&1 || pkgs+=(util-linux)
     command -v mount >/dev/null 2>&1 || pkgs+=(mount)
     command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
+    command -v redis-benchmark >/dev/null 2>&1 || pkgs+=(redis-tools)
+    command -v setcap >/dev/null 2>&1 || pkgs+=(libcap2-bin)
+    command -v strace >/dev/null 2>&1 || pkgs+=(strace)
+    command -v perl >/dev/null 2>&1 || pkgs+=(perl)
+    command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
     compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || pkgs+=(postgresql)
     if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import psycopg2' 2>/dev/null; then
         log "installing psycopg2-binary (pip)"
