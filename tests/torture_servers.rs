@@ -8,71 +8,13 @@ mod common;
 mod fd_support;
 
 use common::{Log, Scratch};
+use fd_support::{skip, which, Server};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn skip(test: &str, why: &str) {
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
-}
-
-fn which(name: &str, extra_dirs: &[PathBuf]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(extra_dirs.iter().cloned())
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-/// A server in its own process group, killed on drop.
-struct Server {
-    child: std::process::Child,
-    name: &'static str,
-    log: PathBuf,
-}
-
-impl Server {
-    fn spawn(name: &'static str, mut cmd: Command, log: PathBuf) -> Server {
-        let out = std::fs::File::create(&log).expect("server log");
-        cmd.stdin(Stdio::null())
-            .stdout(out.try_clone().expect("dup log"))
-            .stderr(out)
-            .process_group(0);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("start {name}: {e}"));
-        Server { child, name, log }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_ready(&mut self, mut ready: impl FnMut(&Server) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !ready(self) {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!("{} exited early ({st:?}):\n{}", self.name, self.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} not ready after 30 s:\n{}",
-                self.name,
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on the process group this test created for the server.
-        unsafe { libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL) };
-        let _ = self.child.wait();
-    }
-}
 
 /// forkguard config for a server: a name for its children, listening
 /// sockets close-on-exec in them, a text log.

@@ -9,6 +9,7 @@
 use crate::common::{self, Outcome, Scratch};
 use std::collections::HashMap;
 use std::fs;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -228,5 +229,73 @@ pub fn free_port6() -> u16 {
         if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
             return p;
         }
+    }
+}
+
+// ---- real servers (shared by fd_servers.rs and torture_servers.rs) --------
+
+/// Say why a test checks nothing, where `cargo test` does not hide it.
+pub fn skip(test: &str, why: &str) {
+    let line = format!("SKIPPED {test}: {why}\n");
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+}
+
+pub fn which(name: &str, extra_dirs: &[std::path::PathBuf]) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(extra_dirs.iter().cloned())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// A server process in its own process group, killed on drop.
+pub struct Server {
+    pub child: std::process::Child,
+    name: &'static str,
+    log: std::path::PathBuf,
+}
+
+impl Server {
+    pub fn spawn(
+        name: &'static str,
+        mut cmd: std::process::Command,
+        log: std::path::PathBuf,
+    ) -> Server {
+        let out = std::fs::File::create(&log).expect("server log");
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().expect("dup log"))
+            .stderr(out)
+            .process_group(0);
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("start {name}: {e}"));
+        Server { child, name, log }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait until `ready()` (at most 30 s); panics with the server's log.
+    pub fn wait_ready(&mut self, mut ready: impl FnMut(&Server) -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !ready(self) {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("{} exited early ({st:?}):\n{}", self.name, self.log_text());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} not ready after 30 s:\n{}",
+                self.name,
+                self.log_text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the process group this test created for the server.
+        unsafe { libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL) };
+        let _ = self.child.wait();
     }
 }
