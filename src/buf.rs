@@ -3,6 +3,12 @@
 //! Everything here is async-signal-safe: no allocation, no lock, no
 //! `core::fmt` machinery, and no panic (writes past the end are dropped and
 //! the line ends with `...`).
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 pub struct Buf<const N: usize> {
     bytes: [u8; N],

@@ -278,8 +278,9 @@ pub fn prepare(
             s
         }
         // Unresolved: reported here by acquire, in the child by reinit.
+        // (An `optional` symbol that is missing is skipped silently.)
         Err(ERR_UNRESOLVED) => {
-            if acquire {
+            if acquire && !l.sym.spec.optional {
                 t.fail(i as u16, -1, ERR_UNRESOLVED);
             }
             NONE
@@ -379,7 +380,7 @@ pub fn child(l: &LockAction, i: usize, scratch: &[u8; MAX_ACTIONS], t: &mut Tall
     let addr = usable(l);
     if addr == 0 {
         // Reported by prepare already (acquire), or here (reinit).
-        if l.spec.strategy == LockStrategy::Reinit {
+        if l.spec.strategy == LockStrategy::Reinit && !l.sym.spec.optional {
             t.fail(i as u16, -1, ERR_UNRESOLVED);
         }
         return;

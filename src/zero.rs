@@ -65,7 +65,10 @@ pub fn child(z: &ZeroAction, i: usize, t: &mut Tally) {
     let addr = z.sym.addr();
     let size = z.sym.size();
     if addr == 0 || size == 0 || !z.sym.writable() {
-        t.fail(i as u16, -1, ERR_UNRESOLVED);
+        // An `optional` symbol that is missing is skipped silently.
+        if addr != 0 || !z.sym.spec.optional {
+            t.fail(i as u16, -1, ERR_UNRESOLVED);
+        }
         return;
     }
     let p = addr as *mut u8;

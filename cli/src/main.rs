@@ -4,7 +4,7 @@
 mod check;
 mod launch;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -24,28 +24,32 @@ enum Format {
     Json,
 }
 
+/// What `run` and `audit` share: the config, the log, and the program.
+#[derive(Args)]
+struct Launch {
+    /// Config file (else FORKGUARD_CONFIG, else /etc/forkguard/forkguard.toml).
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    config: Option<String>,
+    /// Log (or report) destination: off, stderr or an absolute file path.
+    #[arg(long, value_name = "DEST")]
+    log: Option<String>,
+    /// Line format.
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// The program and its arguments.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    cmd: Vec<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run CMD with libforkguard.so preloaded and the config set.
-    Run {
-        /// Config file (else FORKGUARD_CONFIG, else /etc/forkguard/forkguard.toml).
-        #[arg(short = 'c', long = "config", value_name = "FILE")]
-        config: Option<String>,
-        /// Log destination: off, stderr or an absolute file path.
-        #[arg(long, value_name = "DEST")]
-        log: Option<String>,
-        /// Log line format.
-        #[arg(long, value_enum)]
-        format: Option<Format>,
-        /// The program and its arguments.
-        #[arg(
-            required = true,
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "CMD"
-        )]
-        cmd: Vec<String>,
-    },
+    Run(Launch),
     /// Validate a config and print the resolved plan, phase by phase.
     Check {
         /// Config file (else FORKGUARD_CONFIG, else /etc/forkguard/forkguard.toml).
@@ -54,25 +58,9 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         program: Option<String>,
     },
-    /// Run CMD changing nothing, and report each fork's hazards.
-    Audit {
-        /// Config whose locks and fd actions to check at each fork.
-        #[arg(short = 'c', long = "config", value_name = "FILE")]
-        config: Option<String>,
-        /// Where the report goes: stderr (default) or an absolute file path.
-        #[arg(long, value_name = "DEST")]
-        log: Option<String>,
-        /// Report line format.
-        #[arg(long, value_enum)]
-        format: Option<Format>,
-        #[arg(
-            required = true,
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "CMD"
-        )]
-        cmd: Vec<String>,
-    },
+    /// Run CMD changing nothing, and report each fork's hazards (to stderr
+    /// unless --log says otherwise).
+    Audit(Launch),
 }
 
 fn format_name(f: Option<Format>) -> Option<&'static str> {
@@ -85,30 +73,18 @@ fn format_name(f: Option<Format>) -> Option<&'static str> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run {
-            config,
-            log,
-            format,
-            cmd,
-        } => launch::exec(
-            launch::Mode::Run,
-            config.as_deref(),
-            log.as_deref(),
-            format_name(format),
-            &cmd,
-        ),
-        Command::Audit {
-            config,
-            log,
-            format,
-            cmd,
-        } => launch::exec(
-            launch::Mode::Audit,
-            config.as_deref(),
-            log.as_deref(),
-            format_name(format),
-            &cmd,
-        ),
+        Command::Run(l) => launch(launch::Mode::Run, l),
+        Command::Audit(l) => launch(launch::Mode::Audit, l),
         Command::Check { file, program } => check::run(file.as_deref(), program.as_deref()),
     }
+}
+
+fn launch(mode: launch::Mode, l: Launch) -> ExitCode {
+    launch::exec(
+        mode,
+        l.config.as_deref(),
+        l.log.as_deref(),
+        format_name(l.format),
+        &l.cmd,
+    )
 }

@@ -78,6 +78,20 @@ printf 'version = 2\n' >"$tmp/v2.toml"
 printf 'version = 1\n[settings]\nlog = "stderr"\n' >"$tmp/log.toml"
 chmod 644 "$tmp"/*.toml
 
+cat >"$tmp/optional.toml" <<'T'
+version = 1
+[settings]
+log = "stderr"
+[[call]]
+phase = "child"
+symbol = "fgt_child"
+[[call]]
+phase = "child"
+symbol = "fgt_not_there"
+optional = true
+T
+chmod 644 "$tmp/optional.toml"
+
 # --- check -----------------------------------------------------------------
 run_fg "help exits 0" 0 "$bin" --help
 run_fg "check valid config" 0 "$bin" check "$tmp/good.toml"
@@ -116,6 +130,8 @@ expect "prepare call ran" "$err" '\[prepare\]'
 expect "child call ran" "$err" '\[child\]'
 expect "fork line logged" "$err" 'forkguard\[[0-9]+\] fork -> [0-9]+ via fork: prepare 1 ok'
 expect "child line logged" "$err" 'forkguard\[[0-9]+\] child of [0-9]+: 2 ok'
+run_fg "run with an optional missing call" 0 "$bin" run -c "$tmp/optional.toml" -- "$tmp/calls" fork
+expect "the missing optional call is skipped silently" "$err" 'child of [0-9]+: 1 ok [0-9.]+us$'
 run_fg "run --log FILE" 0 "$bin" run -c "$tmp/log.toml" --log "$tmp/fg.log" -- bash -c '(true)'
 expect "log file has the fork" "$(cat "$tmp/fg.log" 2>/dev/null)" 'fork -> [0-9]+ via fork'
 run_fg "run --format json" 0 "$bin" run -c "$tmp/log.toml" --format json -- bash -c '(true)'
