@@ -29,7 +29,12 @@ fn main() {
 
     // The trampolines, their first-call stubs, the common resolver entry,
     // and the slot table (AT&T syntax; `{resolve}` is a sym operand).
-    let mut s = String::from(".pushsection .text.fg_lazy,\"ax\",@progbits\n");
+    //
+    // `.text.fg_hot` also holds `fork` and the engine's post-fork code (their
+    // `#[link_section]`): a child faults in each page of code it runs, in
+    // whole 64 KiB windows (the kernel's fault-around), so the section
+    // starts on a 64 KiB boundary and stays one window.
+    let mut s = String::from(".pushsection .text.fg_hot,\"ax\",@progbits\n.p2align 16\n");
     for (i, n) in names.iter().enumerate() {
         writeln!(s, ".weak {n}\n.hidden {n}\n.type {n},@function\n.p2align 3\n{n}:\n  jmp *fg_lazy_slots+{}(%rip)\n.size {n}, .-{n}", 8 * i).unwrap();
     }

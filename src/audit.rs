@@ -10,11 +10,13 @@ use crate::runtime::{LogTarget, Runtime};
 use crate::sys;
 
 /// One audit line for the fork about to happen.
+#[cold]
+#[inline(never)]
 pub fn report(rt: &Runtime, via: Via) {
     let threads = fdinfo::thread_count();
     let mut counts = [0u32; fdinfo::KINDS.len()];
     let mut link = [0u8; 256];
-    fdinfo::for_each_fd(|fd| {
+    fdinfo::for_each_fd(0, |fd| {
         if let Some((kind, _)) = fdinfo::classify(fd, &mut link) {
             if let Some(c) = counts.get_mut(fdinfo::kind_index(kind)) {
                 *c += 1;

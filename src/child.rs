@@ -37,6 +37,8 @@ fn check(t: &mut Tally, n: u16, ok: bool) {
 
 /// Apply the settings. The signal mask itself is reset by the engine when it
 /// restores the mask at the very end. Async-signal-safe.
+#[inline(never)]
+#[link_section = ".text.fg_hot"]
 pub fn apply(c: &ChildPlan, st: &ForkState, t: &mut Tally) {
     if c.parent_death_signal != 0 && st.via != Via::Daemon {
         let ok = sys::prctl(libc::PR_SET_PDEATHSIG, c.parent_death_signal as usize) == 0;

@@ -10,8 +10,8 @@
 //!   (the caller's mask is restored), so a signal handler that forks cannot
 //!   run in the middle of forkguard's own work on this thread.
 //! - A fork made while a phase runs on this thread passes straight through
-//!   (`MODE` is not idle), and glibc's atfork handlers for it are skipped
-//!   (`SKIP` counts them).
+//!   (the thread's `mode` is not idle), and glibc's atfork handlers for it
+//!   are skipped (`skip` counts them; both in `tls`).
 //! - Everything the child phase does is async-signal-safe: it reads the
 //!   runtime (never changed after load), writes to the stack, and makes
 //!   plain system calls. No allocation, no lock, no stdio, no formatting
@@ -30,9 +30,10 @@
 use crate::buf::Buf;
 use crate::runtime::{self, LogTarget, RtKind, Runtime};
 use crate::sys;
+use crate::tls;
 use forkguard_core::plan::{Phase, MAX_ACTIONS};
 use libc::{c_int, pid_t};
-use std::cell::{Cell, UnsafeCell};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Which entry point created the process (the log's `via`).
@@ -122,7 +123,13 @@ impl Tally {
 /// Everything one process creation carries from prepare to parent/child.
 pub struct ForkState {
     pub via: Via,
-    old_mask: libc::sigset_t,
+    old_mask: sys::SigMask,
+    /// This thread's MODE cell and errno slot, found before the fork: after
+    /// it, both processes reach them through these pointers (the same
+    /// addresses in the child), without a thread-local lookup or a libc
+    /// call, each of which would fault in a page of code in the child.
+    mode: *const Cell<u8>,
+    errno: *mut c_int,
     /// The forking process, for the child's report and parent-death check.
     pub parent_pid: pid_t,
     timing: bool,
@@ -139,8 +146,9 @@ impl ForkState {
     pub const fn new() -> ForkState {
         ForkState {
             via: Via::Fork,
-            // SAFETY: sigset_t is plain data; all-zero is a valid (empty) set.
-            old_mask: unsafe { core::mem::zeroed() },
+            old_mask: 0,
+            mode: core::ptr::null(),
+            errno: core::ptr::null_mut(),
             parent_pid: 0,
             timing: false,
             t0: 0,
@@ -152,23 +160,13 @@ impl ForkState {
     }
 }
 
-const IDLE: u8 = 0;
+pub const IDLE: u8 = 0;
 const HOOK: u8 = 1;
 const FALLBACK: u8 = 2;
 
-thread_local! {
-    /// IDLE, or who is running phases on this thread.
-    static MODE: Cell<u8> = const { Cell::new(IDLE) };
-    /// glibc fork-handler rounds to ignore (forks inside a phase, or ours).
-    static SKIP: Cell<u32> = const { Cell::new(0) };
-    /// The fallback path's state, kept from the prepare handler to the
-    /// parent/child handler.
-    static FALLBACK_STATE: UnsafeCell<ForkState> = const { UnsafeCell::new(ForkState::new()) };
-}
-
 /// Is a phase (or our own fork) running on this thread? Async-signal-safe.
 pub fn busy() -> bool {
-    MODE.with(|m| m.get()) != IDLE
+    tls::state().mode.get() != IDLE
 }
 
 /// Run the phases around `real`, the real `fork`-like call.
@@ -183,21 +181,38 @@ pub unsafe fn around(via: Via, real: impl FnOnce() -> pid_t) -> pid_t {
     // The caller's errno goes into the real call untouched by prepare, and
     // what the real call leaves is what the caller sees, whatever the
     // parent or child phase did to it.
-    let entry_errno = sys::errno();
     let mut st = ForkState::new();
+    let errno = sys::errno_ptr();
+    st.errno = errno;
+    // SAFETY: errno is this thread's errno slot (here and, after the fork,
+    // in the child: the same thread at the same address).
+    let entry_errno = unsafe { *errno };
     let (pid, err) = match begin(rt, via, &mut st, HOOK) {
         // A lock with `on_timeout = "fail"` could not be taken: no process is
         // created; the parent phase releases what prepare took.
         Err(e) => (-1, e),
         Ok(()) => {
-            sys::set_errno(entry_errno);
+            // SAFETY: as above.
+            unsafe { *errno = entry_errno };
             let pid = real();
-            (pid, sys::errno())
+            // SAFETY: as above.
+            (pid, unsafe { *errno })
         }
     };
     finish(rt, &mut st, pid, err);
-    sys::set_errno(err);
+    restore_errno(&st, err);
     pid
+}
+
+/// Leave `err` in errno; written only if it changed (a write is a
+/// copy-on-write fault on the page after a fork). Async-signal-safe.
+fn restore_errno(st: &ForkState, err: c_int) {
+    // SAFETY: st.errno is this thread's errno slot (see ForkState).
+    unsafe {
+        if *st.errno != err {
+            *st.errno = err;
+        }
+    }
 }
 
 /// `daemon`: prepare, then the child phase in the surviving process. The
@@ -211,29 +226,40 @@ pub unsafe fn around_daemon(real: impl FnOnce() -> c_int) -> c_int {
         Some(rt) if !busy() => rt,
         _ => return real(),
     };
-    let entry_errno = sys::errno();
     let mut st = ForkState::new();
+    let errno = sys::errno_ptr();
+    st.errno = errno;
+    // SAFETY: errno is this thread's errno slot (see `around`).
+    let entry_errno = unsafe { *errno };
     let (r, err) = match begin(rt, Via::Daemon, &mut st, HOOK) {
         Err(e) => (-1, e),
         Ok(()) => {
-            sys::set_errno(entry_errno);
+            // SAFETY: as above.
+            unsafe { *errno = entry_errno };
             let r = real();
-            (r, sys::errno())
+            // SAFETY: as above.
+            (r, unsafe { *errno })
         }
     };
     // daemon returns -1 both when its fork fails (in the parent) and when a
     // later step fails (in the child): the pid tells which process we are.
     let in_child = sys::getpid() != st.parent_pid;
     finish(rt, &mut st, if in_child { 0 } else { -1 }, err);
-    sys::set_errno(err);
+    restore_errno(&st, err);
     r
 }
 
 /// Prepare: block signals, claim the thread, run prepare actions.
 /// `Err(errno)` when the fork must not happen (a lock's `on_timeout = "fail"`).
+#[link_section = ".text.fg_hot"]
 fn begin(rt: &Runtime, via: Via, st: &mut ForkState, mode: u8) -> Result<(), c_int> {
     st.old_mask = sys::block_all();
-    MODE.with(|m| m.set(mode));
+    let cell = &tls::state().mode;
+    cell.set(mode);
+    st.mode = cell;
+    if st.errno.is_null() {
+        st.errno = sys::errno_ptr();
+    }
     st.via = via;
     st.parent_pid = sys::getpid();
     st.timing = !matches!(rt.log, LogTarget::Off);
@@ -291,6 +317,8 @@ fn begin(rt: &Runtime, via: Via, st: &mut ForkState, mode: u8) -> Result<(), c_i
 
 /// Say once that an action's symbol went away with its object (`dlclose`):
 /// from now on the action is skipped and reported as not resolved.
+#[cold]
+#[inline(never)]
 fn unloaded(rt: &Runtime, a: &crate::runtime::RtAction) {
     let mut line = Line::new();
     let me = i64::from(sys::getpid());
@@ -313,6 +341,14 @@ fn unloaded(rt: &Runtime, a: &crate::runtime::RtAction) {
 /// The thread is freed *before* the mask is restored: a signal that arrived
 /// during the phases is delivered by that restore, and a handler that forks
 /// must find the thread idle, or its fork would pass through unguarded.
+///
+/// Everything from here on runs after the fork, in both processes, where
+/// each page written for the first time is a copy-on-write fault and each
+/// page of code run for the first time in the child is a fault too: the
+/// common path stays small (the rare, stack-hungry work, logging and fd
+/// actions, is out of line) and reaches thread-local state through
+/// pointers taken before the fork.
+#[link_section = ".text.fg_hot"]
 fn finish(rt: &Runtime, st: &mut ForkState, pid: pid_t, err: c_int) {
     let mask = if pid == 0 {
         child_phase(rt, st)
@@ -320,8 +356,9 @@ fn finish(rt: &Runtime, st: &mut ForkState, pid: pid_t, err: c_int) {
         parent_phase(rt, st, pid, err);
         st.old_mask
     };
-    MODE.with(|m| m.set(IDLE));
-    sys::set_mask(&mask);
+    // SAFETY: st.mode points to this thread's MODE cell (set in begin).
+    unsafe { (*st.mode).set(IDLE) };
+    sys::set_mask(mask);
 }
 
 /// Run a `void f(void)`; an unresolved symbol is a failure, not a crash.
@@ -374,7 +411,7 @@ fn parent_phase(rt: &Runtime, st: &mut ForkState, pid: pid_t, err: c_int) {
 
 /// The child phase; returns the signal mask the child must end with.
 /// Async-signal-safe (see the module comment).
-fn child_phase(rt: &Runtime, st: &mut ForkState) -> libc::sigset_t {
+fn child_phase(rt: &Runtime, st: &mut ForkState) -> sys::SigMask {
     let t0 = if st.timing { sys::now_ns() } else { 0 };
     let mut tally = Tally::new();
     let mut mask = st.old_mask;
@@ -390,11 +427,13 @@ fn child_phase(rt: &Runtime, st: &mut ForkState) -> libc::sigset_t {
                 crate::zero::child(z, i, &mut tally);
             }
         }
-        crate::fd::child(rt, st, &mut tally);
+        if rt.has_fd {
+            crate::fd::child(rt, st, &mut tally);
+        }
         if let Some(c) = &rt.child {
             crate::child::apply(c, st, &mut tally);
             if c.reset_signal_mask {
-                mask = sys::empty_set();
+                mask = 0;
             }
         }
         for (i, a) in rt.actions.iter().enumerate().rev() {
@@ -436,53 +475,50 @@ pub fn register_atfork() {
 
 extern "C" fn atfork_prepare() {
     if busy() {
-        SKIP.with(|s| s.set(s.get().saturating_add(1)));
+        let skip = &tls::state().skip;
+        skip.set(skip.get().saturating_add(1));
         return;
     }
     let Some(rt) = runtime::get() else { return };
     let err = sys::errno();
-    FALLBACK_STATE.with(|c| {
-        // SAFETY: only this thread touches its own FALLBACK_STATE, and never
-        // re-entrantly: signals are blocked while MODE is not idle.
-        let st = unsafe { &mut *c.get() };
-        *st = ForkState::new();
-        // glibc forks whatever prepare says: a lock that cannot be taken is
-        // reported, and the fork goes on.
-        let _ = begin(rt, Via::Atfork, st, FALLBACK);
-    });
+    // SAFETY: only this thread touches its own fallback state, and never
+    // re-entrantly: signals are blocked while its mode is not idle.
+    let st = unsafe { &mut *tls::state().fallback.get() };
+    *st = ForkState::new();
+    // glibc forks whatever prepare says: a lock that cannot be taken is
+    // reported, and the fork goes on.
+    let _ = begin(rt, Via::Atfork, st, FALLBACK);
     sys::set_errno(err);
 }
 
 fn atfork_after(pid_is_child: bool) {
-    let skipped = SKIP.with(|s| {
-        let n = s.get();
-        if n > 0 {
-            s.set(n - 1);
-        }
-        n > 0
-    });
-    if skipped || MODE.with(|m| m.get()) != FALLBACK {
+    let ts = tls::state();
+    let n = ts.skip.get();
+    if n > 0 {
+        ts.skip.set(n - 1);
+        return;
+    }
+    if ts.mode.get() != FALLBACK {
         return;
     }
     let Some(rt) = runtime::get() else { return };
     let err = sys::errno();
-    FALLBACK_STATE.with(|c| {
-        // SAFETY: as in atfork_prepare.
-        let st = unsafe { &mut *c.get() };
-        // Fork handlers are not told the child's pid: the parent finds its
-        // newest child in /proc (0 in the log if it cannot).
-        let pid = if pid_is_child {
-            0
-        } else {
-            newest_child().unwrap_or(i32::MAX)
-        };
-        finish(rt, st, pid, 0);
-    });
+    // SAFETY: as in atfork_prepare.
+    let st = unsafe { &mut *ts.fallback.get() };
+    // Fork handlers are not told the child's pid: the parent finds its
+    // newest child in /proc (0 in the log if it cannot).
+    let pid = if pid_is_child {
+        0
+    } else {
+        newest_child().unwrap_or(i32::MAX)
+    };
+    finish(rt, st, pid, 0);
     sys::set_errno(err);
 }
 
 /// The last pid in /proc/self/task/TID/children: the kernel appends new
 /// children, and the one just forked has not been reaped yet.
+#[inline(never)]
 fn newest_child() -> Option<pid_t> {
     let mut path = Buf::<64>::new();
     path.str("/proc/self/task/")
@@ -522,10 +558,12 @@ fn newest_child() -> Option<pid_t> {
     (pid > 0).then_some(pid)
 }
 
+#[link_section = ".text.fg_hot"]
 extern "C" fn atfork_parent() {
     atfork_after(false)
 }
 
+#[link_section = ".text.fg_hot"]
 extern "C" fn atfork_child() {
     atfork_after(true)
 }
@@ -588,6 +626,8 @@ fn emit(rt: &Runtime, line: &mut Line) {
 }
 
 /// The once-per-process `config` line, before the first fork line.
+#[cold]
+#[inline(never)]
 fn banner(rt: &Runtime) {
     if rt.banner_done.swap(true, Ordering::AcqRel) {
         return;
@@ -672,6 +712,8 @@ fn json_errors(line: &mut Line, rt: &Runtime, tallies: &[&Tally]) {
     line.byte(b']');
 }
 
+#[cold]
+#[inline(never)]
 fn log_parent(rt: &Runtime, st: &ForkState, pid: pid_t, err: c_int, t: &Tally, parent_ns: u64) {
     let mut line = Line::new();
     let me = i64::from(sys::getpid());
@@ -718,6 +760,8 @@ fn log_parent(rt: &Runtime, st: &ForkState, pid: pid_t, err: c_int, t: &Tally, p
 }
 
 /// The child's report: formatted on the stack, one write. Async-signal-safe.
+#[cold]
+#[inline(never)]
 fn log_child(rt: &Runtime, st: &ForkState, t: &Tally, ns: u64) {
     let mut line = Line::new();
     let me = i64::from(sys::getpid());

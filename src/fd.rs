@@ -182,6 +182,8 @@ struct Ids {
 /// Child: apply every fd action, in declaration order. Each action counts
 /// once as ok when nothing failed; otherwise each descriptor it could not
 /// handle is one failure (`fd 7 reopen /x: EACCES`). Async-signal-safe.
+#[inline(never)]
+#[link_section = ".text.fg_hot"]
 pub fn child(rt: &Runtime, st: &ForkState, t: &mut Tally) {
     let ids = Ids {
         pid: sys::getpid(),
@@ -198,6 +200,7 @@ pub fn child(rt: &Runtime, st: &ForkState, t: &mut Tally) {
     }
 }
 
+#[link_section = ".text.fg_hot"]
 fn run(f: &FdAction, i: u16, ids: &Ids, t: &mut Tally) {
     if f.sel.pure_range
         && matches!(f.op, Op::Close | Op::Cloexec)
@@ -205,20 +208,44 @@ fn run(f: &FdAction, i: u16, ids: &Ids, t: &mut Tally) {
     {
         return;
     }
-    let mut link = [0u8; PATH_BUF];
-    visit(&f.sel, |fd| {
-        if let Some(kind) = selects(&f.sel, fd, &mut link) {
-            if let Err(e) = apply(&f.op, fd, kind, ids) {
-                t.fail(i, fd, e);
+    // A `path` pattern needs the whole link target; classifying a kind
+    // needs only its start (`anon_inode:[eventpoll]`, `/memfd:`): the
+    // smaller buffer keeps the common case within the stack pages already
+    // in use.
+    if f.sel.path.is_some() {
+        run_path(f, i, ids, t);
+    } else {
+        run_with(f, i, ids, t, &mut [0u8; 64]);
+    }
+}
+
+#[inline(never)]
+fn run_path(f: &FdAction, i: u16, ids: &Ids, t: &mut Tally) {
+    run_with(f, i, ids, t, &mut [0u8; PATH_BUF]);
+}
+
+#[link_section = ".text.fg_hot"]
+fn run_with(f: &FdAction, i: u16, ids: &Ids, t: &mut Tally, link: &mut [u8]) {
+    // Inlined into `visit`: a closure cannot be placed in `.text.fg_hot`.
+    visit(
+        &f.sel,
+        #[inline(always)]
+        |fd| {
+            if let Some(kind) = selects(&f.sel, fd, link) {
+                if let Err(e) = apply(&f.op, fd, kind, ids) {
+                    t.fail(i, fd, e);
+                }
             }
-        }
-    });
+        },
+    );
 }
 
 /// Calls `each(fd)` for every open descriptor the selector's numbers allow
-/// (`fds` directly; otherwise by listing `/proc/self/fd`, or, where /proc
-/// is missing, by probing each number below the descriptor limit).
+/// (`fds` directly; otherwise see `fdinfo::for_each_fd`, or, where that
+/// fails (/proc missing), by probing each number below the descriptor
+/// limit).
 /// Async-signal-safe.
+#[link_section = ".text.fg_hot"]
 fn visit(s: &Sel, mut each: impl FnMut(c_int)) {
     if !s.fds.is_empty() {
         for &fd in &s.fds {
@@ -228,19 +255,13 @@ fn visit(s: &Sel, mut each: impl FnMut(c_int)) {
         }
         return;
     }
-    if fdinfo::for_each_fd(&mut each) {
+    let from = s.from.unwrap_or(0).max(0);
+    if fdinfo::for_each_fd(from, &mut each) {
         return;
     }
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: lim is a valid out-parameter.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return;
-    }
-    let end = c_int::try_from(lim.rlim_cur).unwrap_or(c_int::MAX);
-    for fd in s.from.unwrap_or(0).max(0)..end {
+    let Ok(lim) = sys::nofile_limit() else { return };
+    let end = c_int::try_from(lim).unwrap_or(c_int::MAX);
+    for fd in from..end {
         if fdinfo::is_open(fd) {
             each(fd);
         }
@@ -248,6 +269,7 @@ fn visit(s: &Sel, mut each: impl FnMut(c_int)) {
 }
 
 /// By number only: `fds` if given (0-2 only then), `from`, `except`.
+#[link_section = ".text.fg_hot"]
 fn number_selects(s: &Sel, fd: c_int) -> bool {
     if s.fds.is_empty() {
         if (0..=2).contains(&fd) {
@@ -262,7 +284,8 @@ fn number_selects(s: &Sel, fd: c_int) -> bool {
 /// Does the selector match this open descriptor? `Some(kind)` when it does
 /// (the kind is known when the selector needed to classify it). `link`
 /// is scratch space for the `/proc/self/fd/N` target. Async-signal-safe.
-fn selects(s: &Sel, fd: c_int, link: &mut [u8; PATH_BUF]) -> Option<Option<FdKind>> {
+#[link_section = ".text.fg_hot"]
+fn selects(s: &Sel, fd: c_int, link: &mut [u8]) -> Option<Option<FdKind>> {
     if !number_selects(s, fd) {
         return None;
     }
@@ -369,6 +392,7 @@ fn addr_matches(fd: c_int, peer: bool, want: &Addr) -> bool {
 
 /// Do the action on one selected descriptor; Err(errno) on failure.
 /// Async-signal-safe.
+#[link_section = ".text.fg_hot"]
 fn apply(op: &Op, fd: c_int, kind: Option<FdKind>, ids: &Ids) -> Result<(), c_int> {
     match op {
         // SPEC §4: the child never ends up with 0, 1 or 2 closed.
@@ -390,24 +414,21 @@ fn err() -> c_int {
     }
 }
 
+#[link_section = ".text.fg_hot"]
 fn close(fd: c_int) -> Result<(), c_int> {
     // SAFETY: closing a descriptor the config selected; no memory involved.
     // On Linux the number is released even when close reports an error, and
     // EINTR is not a failure (retrying could close a reused number).
-    if unsafe { libc::close(fd) } != 0 && sys::errno() != libc::EINTR {
-        return Err(err());
+    match unsafe { sys::call(libc::SYS_close, [fd as usize, 0, 0, 0, 0, 0]) } {
+        Err(e) if e != libc::EINTR => Err(e),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
+#[link_section = ".text.fg_hot"]
 fn cloexec(fd: c_int) -> Result<(), c_int> {
-    // SAFETY: fcntl with integer arguments only.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-    // SAFETY: as above.
-    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } != 0 {
-        return Err(err());
-    }
-    Ok(())
+    let flags = sys::fcntl(fd, libc::F_GETFD, 0)?;
+    sys::fcntl(fd, libc::F_SETFD, (flags | libc::FD_CLOEXEC) as usize).map(drop)
 }
 
 /// The status flags (`F_GETFL`) and whether close-on-exec is set.
@@ -493,6 +514,7 @@ fn expand(template: &[u8], ids: &Ids, out: &mut Buf<PATH_BUF>) -> Result<(), c_i
     }
 }
 
+#[inline(never)]
 fn reopen(fd: c_int, r: &Reopen, ids: &Ids) -> Result<(), c_int> {
     let mut path = Buf::<PATH_BUF>::new();
     expand(&r.template, ids, &mut path)?;

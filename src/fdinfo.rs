@@ -1,6 +1,9 @@
-//! What a descriptor is, found the async-signal-safe way: `getdents64` on
+//! What a descriptor is, found the async-signal-safe way: `poll(2)` over
+//! the numbers of a small descriptor table, or `getdents64` on
 //! `/proc/self/fd` into a stack buffer, then `fstat`, `readlink` and
-//! `getsockopt` per descriptor. Nothing here allocates, locks or panics.
+//! `getsockopt` per descriptor, all as system calls (no libc function, so
+//! no libc code is faulted in after a fork). Nothing here allocates, locks
+//! or panics.
 #![deny(
     clippy::indexing_slicing,
     clippy::unwrap_used,
@@ -11,45 +14,163 @@
 use forkguard_core::plan::FdKind;
 use libc::c_int;
 
-/// Calls `f(fd)` for every open descriptor except the one used for listing,
-/// in ascending order. Returns false if `/proc/self/fd` cannot be read.
-/// Async-signal-safe.
+/// Beyond this many descriptor numbers, listing `/proc/self/fd` (about
+/// 20 µs in a new child, where procfs builds its entries for the new
+/// process) is cheaper than asking `poll(2)` about each number (about 4 ns a
+/// number here).
+const POLL_SCAN_MAX: c_int = 2048;
+
+/// Calls `f(fd)` for every open descriptor from `from` on (except one used
+/// for listing), in ascending order. Returns false if they cannot be
+/// enumerated. Async-signal-safe.
+///
+/// Small descriptor tables (the usual case) are scanned whole with `poll`,
+/// up to a bound from [`table_bound`]; larger ones are listed from
+/// `/proc/self/fd`. See docs/fd-actions.md.
 ///
 /// `f` may close or replace descriptors (and open temporary ones, if it
-/// closes them before it returns): the kernel lists `/proc/self/fd` by
-/// descriptor number from where the previous `getdents64` stopped, so
-/// nothing is skipped or listed twice.
-pub fn for_each_fd(mut f: impl FnMut(c_int)) -> bool {
-    // SAFETY: the path is a NUL-terminated literal.
-    let dir = unsafe {
-        libc::open(
-            c"/proc/self/fd".as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
+/// closes them before it returns): numbers are visited in ascending order
+/// from where the previous batch stopped, so nothing is visited twice.
+pub fn for_each_fd(from: c_int, mut f: impl FnMut(c_int)) -> bool {
+    let from = from.max(0);
+    match table_bound() {
+        Some(end) => {
+            poll_scan(from, end, &mut f);
+            true
+        }
+        None => proc_list(from, &mut f),
+    }
+}
+
+/// A number no open descriptor reaches: the size of the process's
+/// descriptor table (the kernel's `max_fds`), found by doubling from 64 up
+/// to [`POLL_SCAN_MAX`]; None above that. Async-signal-safe.
+///
+/// The table is sized in powers of two (64, 128, 256, ...; a child's is cut
+/// to fit its highest descriptor), and every open descriptor is below its
+/// size. A number `x` is at or beyond the size exactly when it is not open
+/// and `select(2)` on it alone does not fail with `EBADF`: Linux cuts
+/// `nfds` down to the table size (so the bit for `x` is never looked at)
+/// and otherwise reports `EBADF` for a number that is not open. A kernel
+/// that did not cut `nfds` would answer `EBADF` every time: the doubling
+/// then runs past the cap and `/proc` is used; never a bound too small.
+#[link_section = ".text.fg_hot"]
+pub fn table_bound() -> Option<c_int> {
+    let mut x: c_int = 64;
+    while x <= POLL_SCAN_MAX {
+        if !is_open(x) && select_accepts(x) {
+            return Some(x);
+        }
+        x = x.checked_mul(2)?;
+    }
+    None
+}
+
+/// `select(2)` on `x` alone with a zero timeout: true unless it fails
+/// (`EBADF`: `x` is below the table size and not open). Async-signal-safe.
+#[link_section = ".text.fg_hot"]
+fn select_accepts(x: c_int) -> bool {
+    const WORDS: usize = POLL_SCAN_MAX as usize / 64 + 1;
+    let mut set = [0u64; WORDS];
+    let Ok(bit) = usize::try_from(x) else {
+        return false;
     };
+    let Some(word) = set.get_mut(bit / 64) else {
+        return false;
+    };
+    *word = 1u64 << (bit % 64);
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: set covers x + 1 bits; the other sets and the sigmask are
+    // null; zero is a valid timeout (return at once).
+    unsafe {
+        crate::sys::call(
+            libc::SYS_pselect6,
+            [
+                bit + 1,
+                set.as_mut_ptr() as usize,
+                0,
+                0,
+                (&zero as *const libc::timespec) as usize,
+                0,
+            ],
+        )
+    }
+    .is_ok()
+}
+
+/// Every open descriptor in `from..end`, by `poll(2)` with no events and no
+/// timeout: `POLLNVAL` marks a number that is not open. Async-signal-safe.
+#[link_section = ".text.fg_hot"]
+fn poll_scan(from: c_int, end: c_int, f: &mut impl FnMut(c_int)) {
+    const BATCH: usize = 128;
+    let none = libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    };
+    let mut set = [none; BATCH];
+    let mut base = from;
+    while base < end {
+        let n = usize::try_from(end - base).unwrap_or(0).min(BATCH);
+        let Some(batch) = set.get_mut(..n) else {
+            return;
+        };
+        let mut next = base;
+        for p in batch.iter_mut() {
+            p.fd = next;
+            next += 1;
+        }
+        let asked = crate::sys::poll_now(batch).is_ok();
+        for p in batch.iter() {
+            // If poll itself failed (ENOMEM), ask each number instead.
+            let open = if asked {
+                p.revents & libc::POLLNVAL == 0
+            } else {
+                is_open(p.fd)
+            };
+            if open {
+                f(p.fd);
+            }
+        }
+        base = next;
+    }
+}
+
+/// Every open descriptor from `from` on, listed from `/proc/self/fd`; the
+/// kernel lists by number from where the previous `getdents64` stopped.
+/// Returns false if `/proc/self/fd` cannot be opened. Async-signal-safe.
+#[inline(never)]
+#[link_section = ".text.fg_hot"]
+fn proc_list(from: c_int, f: &mut impl FnMut(c_int)) -> bool {
+    let dir = crate::sys::open(
+        c"/proc/self/fd",
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        0,
+    );
     if dir < 0 {
         return false;
     }
-    let mut buf = [0u8; 4096];
-    loop {
-        // SAFETY: buf is a writable buffer of the given length; dir is ours.
-        let n = unsafe { libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len()) };
-        if n <= 0 {
+    let mut buf = core::mem::MaybeUninit::<[u8; 2048]>::uninit();
+    while let Ok(entries) = crate::sys::getdents64(dir, &mut buf) {
+        if entries.is_empty() {
             break;
         }
         let mut off = 0usize;
-        while off + 19 < n as usize {
+        while off + 19 < entries.len() {
             // linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, name...
-            let reclen = match reclen_at(&buf, off) {
+            let reclen = match reclen_at(entries, off) {
                 Some(r) => r,
                 None => break,
             };
             if reclen == 0 {
                 break;
             }
-            if let Some(name) = buf.get(off + 19..off + reclen) {
+            if let Some(name) = entries.get(off + 19..off + reclen) {
                 if let Some(fd) = parse_fd(name) {
-                    if fd != dir {
+                    if fd != dir && fd >= from {
                         f(fd);
                     }
                 }
@@ -57,8 +178,7 @@ pub fn for_each_fd(mut f: impl FnMut(c_int)) -> bool {
             off += reclen;
         }
     }
-    // SAFETY: dir was opened above.
-    unsafe { libc::close(dir) };
+    crate::sys::close(dir);
     true
 }
 
@@ -86,23 +206,13 @@ fn parse_fd(name: &[u8]) -> Option<c_int> {
     any.then_some(v)
 }
 
-/// `/proc/self/fd/N` target into `out`; returns its length. Async-signal-safe.
+/// `/proc/self/fd/N` target into `out` (cut to its length); returns the
+/// length read. Async-signal-safe.
+#[link_section = ".text.fg_hot"]
 pub fn link_target(fd: c_int, out: &mut [u8]) -> usize {
     let mut path = crate::buf::Buf::<32>::new();
     path.str("/proc/self/fd/").u64(fd as u64).byte(0);
-    // SAFETY: path is NUL-terminated; out is writable for its length.
-    let n = unsafe {
-        libc::readlink(
-            path.as_bytes().as_ptr().cast(),
-            out.as_mut_ptr().cast(),
-            out.len(),
-        )
-    };
-    if n < 0 {
-        0
-    } else {
-        n as usize
-    }
+    crate::sys::readlink(path.as_bytes(), out).unwrap_or(0)
 }
 
 /// The kind of an open descriptor, or None if it is not open.
@@ -118,18 +228,14 @@ pub fn classify(fd: c_int, link: &mut [u8]) -> Option<(FdKind, usize)> {
 /// path lookup in procfs, several times the cost of the other calls, so a
 /// `kind` or `peer` selector over many descriptors skips it.
 /// Async-signal-safe.
+#[link_section = ".text.fg_hot"]
 pub fn classify_with(fd: c_int, link: &mut [u8], want_link: bool) -> Option<(FdKind, usize)> {
-    // SAFETY: st is a valid out-parameter.
+    // SAFETY: struct stat is plain data; all-zero is a valid value.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    // SAFETY: as above.
-    if unsafe { libc::fstat(fd, &mut st) } != 0 {
-        return None;
-    }
+    crate::sys::fstat(fd, &mut st).ok()?;
     let fmt = st.st_mode & libc::S_IFMT;
     // Only shmem-backed files (memfd, tmpfs, hugetlbfs) answer F_GET_SEALS.
-    let maybe_memfd = fmt == libc::S_IFREG
-        // SAFETY: fcntl with integer arguments only.
-        && unsafe { libc::fcntl(fd, libc::F_GET_SEALS) } >= 0;
+    let maybe_memfd = fmt == libc::S_IFREG && crate::sys::fcntl(fd, libc::F_GET_SEALS, 0).is_ok();
     let anon = !matches!(
         fmt,
         libc::S_IFREG | libc::S_IFDIR | libc::S_IFIFO | libc::S_IFSOCK | libc::S_IFCHR
@@ -146,28 +252,14 @@ pub fn classify_with(fd: c_int, link: &mut [u8], want_link: bool) -> Option<(FdK
         libc::S_IFDIR => FdKind::Dir,
         libc::S_IFIFO => FdKind::Pipe,
         libc::S_IFSOCK => {
-            let mut on: c_int = 0;
-            let mut sz = core::mem::size_of::<c_int>() as libc::socklen_t;
-            // SAFETY: on/sz are valid out-parameters of the right size.
-            let r = unsafe {
-                libc::getsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    libc::SO_ACCEPTCONN,
-                    (&mut on as *mut c_int).cast(),
-                    &mut sz,
-                )
-            };
-            if r == 0 && on != 0 {
+            if sock_opt(fd, libc::SO_ACCEPTCONN).is_ok_and(|on| on != 0) {
                 FdKind::Listen
             } else {
                 FdKind::Socket
             }
         }
         libc::S_IFCHR => {
-            let mut t: libc::termios = unsafe_zeroed_termios();
-            // SAFETY: TCGETS writes a termios into t.
-            if unsafe { libc::ioctl(fd, libc::TCGETS, &mut t) } == 0 {
+            if crate::sys::is_tty(fd) {
                 FdKind::Tty
             } else {
                 FdKind::File
@@ -192,11 +284,6 @@ pub fn classify_with(fd: c_int, link: &mut [u8], want_link: bool) -> Option<(FdK
         }
     };
     Some((kind, len))
-}
-
-fn unsafe_zeroed_termios() -> libc::termios {
-    // SAFETY: termios is plain data; all-zero is a valid value.
-    unsafe { core::mem::zeroed() }
 }
 
 /// All kinds, in the order audit lines list them.
@@ -261,31 +348,16 @@ pub fn thread_count() -> usize {
 }
 
 /// Is `fd` an open descriptor? Async-signal-safe.
+#[link_section = ".text.fg_hot"]
 pub fn is_open(fd: c_int) -> bool {
-    // SAFETY: F_GETFD takes no pointer.
-    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+    crate::sys::fcntl(fd, libc::F_GETFD, 0).is_ok()
 }
 
 /// An integer `SOL_SOCKET` option (`SO_DOMAIN`, `SO_TYPE`, ...), or the
 /// errno. Async-signal-safe.
+#[link_section = ".text.fg_hot"]
 pub fn sock_opt(fd: c_int, opt: c_int) -> Result<c_int, c_int> {
-    let mut v: c_int = 0;
-    let mut sz = core::mem::size_of::<c_int>() as libc::socklen_t;
-    // SAFETY: v/sz are valid out-parameters of the right size.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            opt,
-            (&mut v as *mut c_int).cast(),
-            &mut sz,
-        )
-    };
-    if r == 0 {
-        Ok(v)
-    } else {
-        Err(crate::sys::errno())
-    }
+    crate::sys::sock_opt(fd, libc::SOL_SOCKET, opt)
 }
 
 /// Raw socket address bytes (a `sockaddr_*`): the local one, or the peer's

@@ -8,11 +8,37 @@ use crate::engine::{self, Via};
 use libc::{c_char, c_int, pid_t, termios, winsize};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-redhook::hook! {
-    unsafe fn fork() -> pid_t => fg_fork {
-        // SAFETY: the closure performs the real fork.
-        unsafe { engine::around(Via::Fork, || redhook::real!(fork)()) }
+/// The real `fork` (the next object's, normally libc's), looked up once.
+fn real_fork() -> extern "C" fn() -> pid_t {
+    static REAL: AtomicUsize = AtomicUsize::new(0);
+    let mut p = REAL.load(Ordering::Acquire);
+    if p == 0 {
+        // SAFETY: RTLD_NEXT lookup of a libc symbol; the name is NUL-terminated.
+        p = unsafe { libc::dlsym(libc::RTLD_NEXT, c"fork".as_ptr()) } as usize;
+        if p == 0 {
+            // No fork after us: nothing sensible is left but to stop.
+            // SAFETY: abort has no preconditions.
+            unsafe { libc::abort() };
+        }
+        REAL.store(p, Ordering::Release);
     }
+    // SAFETY: p is the address of a function with fork's signature.
+    unsafe { core::mem::transmute::<usize, extern "C" fn() -> pid_t>(p) }
+}
+
+/// `fork`, by hand rather than with redhook's `hook!` (which `forkpty` and
+/// `daemon` use): so that it can sit in `.text.fg_hot` with the engine's
+/// post-fork code. A child has none of the parent's code pages mapped and
+/// faults in each one it runs: the code it runs from the return of the real
+/// fork to the return to the caller is kept together (see `engine`).
+///
+/// # Safety
+/// Same contract as `fork(2)`.
+#[no_mangle]
+#[link_section = ".text.fg_hot"]
+pub unsafe extern "C" fn fork() -> pid_t {
+    // SAFETY: the closure performs the real fork.
+    unsafe { engine::around(Via::Fork, || real_fork()()) }
 }
 
 redhook::hook! {
@@ -45,8 +71,8 @@ fn real_vfork() -> usize {
 
 /// `vfork = "fork"`: a real fork with all three phases.
 extern "C" fn vfork_as_fork() -> pid_t {
-    // SAFETY: redhook's fork hook resolves the real fork; we call it directly.
-    unsafe { engine::around(Via::Vfork, || fork.get()()) }
+    // SAFETY: the closure performs the real fork.
+    unsafe { engine::around(Via::Vfork, || real_fork()()) }
 }
 
 /// Where `vfork` goes: the real one (default, passthrough) or a fork with

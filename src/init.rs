@@ -228,6 +228,7 @@ fn library_identity() -> Option<String> {
 }
 
 fn activate(rt: Runtime) {
+    crate::tls::init();
     // From here on forks run phases: bind every libc function now, so that
     // none is looked up in a child or in a signal handler (see `lazy`).
     crate::lazy::resolve_all();

@@ -22,6 +22,7 @@ mod lock;
 mod runtime;
 mod symbols;
 mod sys;
+mod tls;
 mod zero;
 
 /// Load time: read the config and build the runtime (cheap when there is

@@ -246,6 +246,7 @@ fn usable(l: &LockAction) -> usize {
 /// Prepare: see whether the forking thread holds the lock; with `acquire`,
 /// take it. `Err(EAGAIN)` when it timed out and `on_timeout = "fail"`.
 /// Parent side.
+#[link_section = ".text.fg_hot"]
 pub fn prepare(
     l: &LockAction,
     i: usize,
@@ -301,6 +302,7 @@ pub fn prepare(
 
 /// Parent: release what prepare took. Runs also when no process was
 /// created. Parent side.
+#[link_section = ".text.fg_hot"]
 pub fn parent(l: &LockAction, i: usize, scratch: &[u8; MAX_ACTIONS], t: &mut Tally) {
     let state = scratch.get(i).copied().unwrap_or(NONE);
     match state {
@@ -335,6 +337,7 @@ pub fn parent(l: &LockAction, i: usize, scratch: &[u8; MAX_ACTIONS], t: &mut Tal
 
 /// Parent: undo what prepare took, for everything but the common case (a
 /// mutex it locked), which `parent` does inline.
+#[link_section = ".text.fg_hot"]
 fn release_other(addr: usize, state: u8, kind: LockKind) -> Result<(), c_int> {
     match (state, kind) {
         (TAKEN, LockKind::Mutex) => {
@@ -375,6 +378,7 @@ fn release_other(addr: usize, state: u8, kind: LockKind) -> Result<(), c_int> {
 
 /// Child: make the lock usable: free, or held by this (the only) thread
 /// where the forking thread held it. Async-signal-safe.
+#[link_section = ".text.fg_hot"]
 pub fn child(l: &LockAction, i: usize, scratch: &[u8; MAX_ACTIONS], t: &mut Tally) {
     let state = scratch.get(i).copied().unwrap_or(NONE);
     let addr = usable(l);
@@ -473,6 +477,7 @@ unsafe fn ptr_word<'a>(addr: usize, off: usize) -> &'a AtomicUsize {
 
 // ---- mutex ---------------------------------------------------------------
 
+#[link_section = ".text.fg_hot"]
 fn mutex_prepare(addr: usize, acquire: bool, ms: u32) -> Result<u8, c_int> {
     // SAFETY: usable() checked a writable, aligned, mutex-sized variable.
     let lock = unsafe { word(addr, M_LOCK) }.load(Ordering::Relaxed);
@@ -531,6 +536,7 @@ unsafe fn mutex_owner(addr: usize) -> i32 {
     }
 }
 
+#[link_section = ".text.fg_hot"]
 fn mutex_child(addr: usize, state: u8) {
     match state {
         MINE => mutex_held_by(addr, sys::gettid()),
@@ -542,6 +548,7 @@ fn mutex_child(addr: usize, state: u8) {
 /// Free, type kept. A robust mutex whose owner died (or that is beyond
 /// recovery) keeps saying so; one held by a thread that does not exist in
 /// the child is made free, like every other kind. Async-signal-safe.
+#[link_section = ".text.fg_hot"]
 fn mutex_free(addr: usize) {
     // SAFETY: a writable mutex variable (all field accesses), and the child
     // has one thread: nothing else touches it.
@@ -593,6 +600,7 @@ fn mutex_dead(addr: usize) {
 /// recursion count kept. A robust mutex is also put on the thread's robust
 /// list, as glibc does (the child starts with an empty one), so that its
 /// unlock can take it off. Async-signal-safe.
+#[link_section = ".text.fg_hot"]
 fn mutex_held_by(addr: usize, tid: i32) {
     // SAFETY: as in mutex_free.
     unsafe {
@@ -702,6 +710,7 @@ fn mutex_restore_dead(addr: usize) {
 
 // ---- rwlock --------------------------------------------------------------
 
+#[link_section = ".text.fg_hot"]
 fn rwlock_prepare(addr: usize, acquire: bool, ms: u32) -> Result<u8, c_int> {
     // SAFETY: usable() checked a writable, aligned, rwlock-sized variable.
     let writer = unsafe { word(addr, RW_CUR_WRITER) }.load(Ordering::Relaxed);
@@ -734,6 +743,7 @@ fn rwlock_prepare(addr: usize, acquire: bool, ms: u32) -> Result<u8, c_int> {
 
 /// Free, write-held by the child's thread, or read-held by it `k` times.
 /// Kept: the process-shared flag, the preference flags. Async-signal-safe.
+#[link_section = ".text.fg_hot"]
 fn rwlock_child(addr: usize, state: u8) {
     let (readers, wrphase, writers_futex, writer) = if state == MINE {
         (RW_WRPHASE | RW_WRLOCKED, 1, 1, sys::gettid())
@@ -901,6 +911,7 @@ fn spin_free() -> i32 {
     s
 }
 
+#[link_section = ".text.fg_hot"]
 fn spin_prepare(addr: usize, acquire: bool, ms: u32) -> Result<u8, c_int> {
     spin_free();
     if !acquire {
@@ -913,6 +924,7 @@ fn spin_prepare(addr: usize, acquire: bool, ms: u32) -> Result<u8, c_int> {
 
 // ---- semaphore -------------------------------------------------------------
 
+#[link_section = ".text.fg_hot"]
 fn sem_prepare(addr: usize, acquire: bool, ms: u32) -> Result<u8, c_int> {
     if !acquire {
         return Ok(SEEN);
@@ -946,6 +958,7 @@ fn sem_prepare(addr: usize, acquire: bool, ms: u32) -> Result<u8, c_int> {
 /// the unit prepare took; otherwise at least one unit, since a thread that
 /// held it does not exist in the child. Waiters are forgotten (none exist).
 /// Async-signal-safe.
+#[link_section = ".text.fg_hot"]
 fn sem_child(addr: usize, state: u8) {
     // SAFETY: usable() checked a writable, 8-byte-or-better aligned sem_t
     // (glibc's starts with a 64-bit word: value | nwaiters << 32).
@@ -977,6 +990,7 @@ fn io_lock(f: *mut libc::FILE) -> usize {
     unsafe { ptr_word(f as usize, FILE_LOCK) }.load(Ordering::Relaxed)
 }
 
+#[link_section = ".text.fg_hot"]
 fn stdio_prepare(addr: usize, acquire: bool, ms: u32) -> Result<u8, c_int> {
     let f = file_of(addr);
     let lk = io_lock(f);
@@ -1005,6 +1019,7 @@ fn stdio_prepare(addr: usize, acquire: bool, ms: u32) -> Result<u8, c_int> {
 /// thread's count. Runs after glibc's own reset of FILE locks (done only
 /// when the parent had several threads, and always to free, which breaks
 /// the forking thread's `funlockfile`). Async-signal-safe.
+#[link_section = ".text.fg_hot"]
 fn stdio_child(addr: usize, state: u8) {
     let lk = io_lock(file_of(addr));
     if lk == 0 {

@@ -53,6 +53,9 @@ pub struct Runtime {
     /// Some symbol was missing at load: watch for objects loaded or unloaded
     /// at each prepare (see `build`).
     pub has_symbols: bool,
+    /// Some action is an fd action (the child phase's largest stack user,
+    /// called only then).
+    pub has_fd: bool,
     /// The loader generation every symbol was last resolved in.
     pub symbols_generation: AtomicU64,
 }
@@ -245,6 +248,7 @@ pub fn build(
         let s = if n == 1 { "" } else { "s" };
         format!(" config {}: {n} action{s} for {prog}", plan.file)
     };
+    let has_fd = actions.iter().any(|a| matches!(a.kind, RtKind::Fd(_)));
     Ok(Runtime {
         log,
         json,
@@ -256,6 +260,7 @@ pub fn build(
         banner: banner.into_bytes(),
         banner_done: AtomicBool::new(false),
         has_symbols,
+        has_fd,
         symbols_generation: AtomicU64::new(generation),
     })
 }

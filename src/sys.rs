@@ -286,33 +286,199 @@ fn clock(id: libc::clockid_t) -> u64 {
         .wrapping_add(ts.tv_nsec as u64)
 }
 
-/// Block every signal; returns the previous mask. Async-signal-safe.
-pub fn block_all() -> libc::sigset_t {
-    // SAFETY: sigset_t is plain data; sigfillset/pthread_sigmask only write
-    // into the sets given.
+/// A signal mask as the kernel takes it (`rt_sigprocmask` with 8 bytes):
+/// bit `n - 1` is signal `n`.
+pub type SigMask = u64;
+
+/// glibc's internal signals (SIGCANCEL = 32, SIGSETXID = 33): never
+/// blocked, as `pthread_sigmask` never blocks them, or cancellation and
+/// `setuid` across threads would hang.
+const GLIBC_INTERNAL: SigMask = (1 << 31) | (1 << 32);
+
+fn sigprocmask(how: c_int, set: *const SigMask, old: *mut SigMask) {
+    // SAFETY: set/old are null or point to 8-byte masks, the size passed.
     unsafe {
-        let mut all: libc::sigset_t = core::mem::zeroed();
-        let mut old: libc::sigset_t = core::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        old
+        let _ = call(
+            libc::SYS_rt_sigprocmask,
+            [how as usize, set as usize, old as usize, 8, 0, 0],
+        );
     }
+}
+
+/// Block every signal; returns the previous mask. A system call, not
+/// libc's `pthread_sigmask`: the same effect, and nothing of libc is
+/// touched after a fork. Async-signal-safe.
+pub fn block_all() -> SigMask {
+    let all: SigMask = !GLIBC_INTERNAL;
+    let mut old: SigMask = 0;
+    sigprocmask(libc::SIG_SETMASK, &all, &mut old);
+    old
 }
 
 /// Restore a mask saved by [`block_all`]. Async-signal-safe.
-pub fn set_mask(mask: &libc::sigset_t) {
-    // SAFETY: mask is a valid sigset_t.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, mask, core::ptr::null_mut()) };
+pub fn set_mask(mask: SigMask) {
+    sigprocmask(
+        libc::SIG_SETMASK,
+        &(mask & !GLIBC_INTERNAL),
+        core::ptr::null_mut(),
+    );
 }
 
-/// An empty signal set.
-pub fn empty_set() -> libc::sigset_t {
-    // SAFETY: sigemptyset initialises the set it is given.
-    unsafe {
-        let mut s: libc::sigset_t = core::mem::zeroed();
-        libc::sigemptyset(&mut s);
-        s
+/// One system call; `Err(errno)` on failure. Unlike [`syscall`] it leaves
+/// `errno` alone, so a path made of these never touches libc after a fork.
+/// Async-signal-safe.
+///
+/// # Safety
+/// The arguments must be valid for system call `n`.
+pub unsafe fn call(n: c_long, a: [usize; 6]) -> Result<usize, c_int> {
+    // SAFETY: forwarded contract.
+    let r = unsafe { raw(n, a) };
+    if (-4095..0).contains(&r) {
+        Err((-r) as c_int)
+    } else {
+        Ok(r as usize)
     }
+}
+
+/// `fstat(2)` into `st`. Async-signal-safe.
+pub fn fstat(fd: c_int, st: &mut libc::stat) -> Result<(), c_int> {
+    // SAFETY: st is a valid, writable struct stat.
+    unsafe {
+        call(
+            libc::SYS_fstat,
+            [fd as usize, (st as *mut libc::stat) as usize, 0, 0, 0, 0],
+        )
+    }
+    .map(drop)
+}
+
+/// `fcntl(2)` with an integer argument. Async-signal-safe.
+pub fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> Result<c_int, c_int> {
+    // SAFETY: integer arguments only (no command taking a pointer is used).
+    unsafe { call(libc::SYS_fcntl, [fd as usize, cmd as usize, arg, 0, 0, 0]) }.map(|r| r as c_int)
+}
+
+/// An integer socket option. Async-signal-safe.
+pub fn sock_opt(fd: c_int, level: c_int, opt: c_int) -> Result<c_int, c_int> {
+    let mut v: c_int = 0;
+    let mut len = core::mem::size_of::<c_int>() as libc::socklen_t;
+    // SAFETY: v and len are valid out-parameters of the sizes given.
+    unsafe {
+        call(
+            libc::SYS_getsockopt,
+            [
+                fd as usize,
+                level as usize,
+                opt as usize,
+                (&mut v as *mut c_int) as usize,
+                (&mut len as *mut libc::socklen_t) as usize,
+                0,
+            ],
+        )
+    }
+    .map(|_| v)
+}
+
+/// Is `fd` a terminal (`TCGETS` succeeds)? Async-signal-safe.
+pub fn is_tty(fd: c_int) -> bool {
+    let mut t = core::mem::MaybeUninit::<libc::termios>::uninit();
+    // SAFETY: TCGETS writes at most one struct termios into t.
+    unsafe {
+        call(
+            libc::SYS_ioctl,
+            [
+                fd as usize,
+                libc::TCGETS as usize,
+                t.as_mut_ptr() as usize,
+                0,
+                0,
+                0,
+            ],
+        )
+    }
+    .is_ok()
+}
+
+/// `readlink(2)` of a NUL-terminated path into `out`; the length read.
+/// Async-signal-safe.
+pub fn readlink(path: &[u8], out: &mut [u8]) -> Result<usize, c_int> {
+    if !path.contains(&0) {
+        return Err(libc::EINVAL);
+    }
+    // SAFETY: path is NUL-terminated; out is writable for its length.
+    unsafe {
+        call(
+            libc::SYS_readlinkat,
+            [
+                libc::AT_FDCWD as usize,
+                path.as_ptr() as usize,
+                out.as_mut_ptr() as usize,
+                out.len(),
+                0,
+                0,
+            ],
+        )
+    }
+}
+
+/// `poll(2)` with a zero timeout. Async-signal-safe.
+pub fn poll_now(fds: &mut [libc::pollfd]) -> Result<usize, c_int> {
+    // SAFETY: fds is a writable array of the length given.
+    unsafe {
+        call(
+            libc::SYS_poll,
+            [fds.as_mut_ptr() as usize, fds.len(), 0, 0, 0, 0],
+        )
+    }
+}
+
+/// `getdents64(2)` into `buf`; the entries read (empty at the end).
+/// The buffer is not zeroed first: that would be a `memset`, a call into
+/// libc, whose code a child would have to fault in. Async-signal-safe.
+pub fn getdents64<const N: usize>(
+    dir: c_int,
+    buf: &mut core::mem::MaybeUninit<[u8; N]>,
+) -> Result<&[u8], c_int> {
+    // SAFETY: buf is writable for N bytes; the kernel writes at most that.
+    let n = unsafe {
+        call(
+            libc::SYS_getdents64,
+            [dir as usize, buf.as_mut_ptr() as usize, N, 0, 0, 0],
+        )
+    }?;
+    // SAFETY: the kernel initialised the first n (<= N) bytes.
+    Ok(unsafe { core::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n.min(N)) })
+}
+
+/// The soft `RLIMIT_NOFILE`. Async-signal-safe.
+pub fn nofile_limit() -> Result<u64, c_int> {
+    let mut lim = libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: lim is a valid out-parameter; no new limit is set (null).
+    unsafe {
+        call(
+            libc::SYS_prlimit64,
+            [
+                0,
+                libc::RLIMIT_NOFILE as usize,
+                0,
+                (&mut lim as *mut libc::rlimit64) as usize,
+                0,
+                0,
+            ],
+        )
+    }
+    .map(|_| lim.rlim_cur)
+}
+
+/// This thread's `errno` slot. Taken before a fork, it stays valid in the
+/// child (the same thread, at the same address), so neither process has to
+/// call into libc to read or restore `errno` after the fork.
+pub fn errno_ptr() -> *mut c_int {
+    // SAFETY: __errno_location has no preconditions.
+    unsafe { libc::__errno_location() }
 }
 
 /// Async-signal-safe.

@@ -61,6 +61,7 @@ pub fn build(spec: &ZeroSpec, generation: u64) -> Result<ZeroAction, (Loc, Strin
 }
 
 /// Child: zero the object. Async-signal-safe (a store loop, no call).
+#[link_section = ".text.fg_hot"]
 pub fn child(z: &ZeroAction, i: usize, t: &mut Tally) {
     let addr = z.sym.addr();
     let size = z.sym.size();

@@ -9,8 +9,10 @@
  *                         parent each write M lines "PID I" to fd 5 at once
  *   fd_fix many N         N more descriptors (dups of /dev/null); the child
  *                         counts what is left at >= 3
- *   fd_fix listen PORT    listen on 127.0.0.1:PORT at fd 10, fork a child that
- *                         execs `sleep 60`, and exit
+ *   fd_fix listen PORT [FD [SOFT]]
+ *                         listen on 127.0.0.1:PORT at fd FD (default 10), then
+ *                         (if SOFT is given) lower the soft RLIMIT_NOFILE to
+ *                         SOFT, fork a child that execs `sleep 60`, and exit
  *   fd_fix epoll          fd 10 an epoll watching a pipe; the child deletes the
  *                         registration; the parent then waits for an event
  *   fd_fix kinds          eventfd, timerfd, inotify, epoll, signalfd: what the
@@ -356,7 +358,7 @@ static int m_many(int n)
     return wait_child(p);
 }
 
-static int m_listen(int port)
+static int m_listen(int port, int at, int soft)
 {
     int s = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
@@ -365,7 +367,14 @@ static int m_listen(int port)
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (bind(s, (struct sockaddr *)&a, sizeof a) != 0 || listen(s, 8) != 0)
         die("listen");
-    place(s, 10);
+    place(s, at > 0 ? at : 10);
+    if (soft > 0) {
+        struct rlimit lim;
+        getrlimit(RLIMIT_NOFILE, &lim);
+        lim.rlim_cur = (rlim_t)soft;
+        if (setrlimit(RLIMIT_NOFILE, &lim) != 0)
+            die("setrlimit");
+    }
     pid_t p = do_fork();
     if (p == 0) {
         execlp("sleep", "sleep", "60", (char *)NULL);
@@ -591,6 +600,7 @@ int main(int argc, char **argv)
     if (strcmp(m, "list") != 0)
         close_range(3, ~0U, 0);
     int a = argc > 2 ? atoi(argv[2]) : 0, b = argc > 3 ? atoi(argv[3]) : 0;
+    int c = argc > 4 ? atoi(argv[4]) : 0;
     if (!strcmp(m, "devnull"))
         return m_devnull();
     if (!strcmp(m, "std"))
@@ -606,7 +616,7 @@ int main(int argc, char **argv)
     if (!strcmp(m, "many"))
         return m_many(a);
     if (!strcmp(m, "listen"))
-        return m_listen(a);
+        return m_listen(a, b, c);
     if (!strcmp(m, "epoll"))
         return m_epoll();
     if (!strcmp(m, "kinds"))

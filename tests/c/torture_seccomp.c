@@ -9,7 +9,8 @@
  * child with SIGSYS (SECCOMP_RET_KILL_PROCESS). futex is allowed only for
  * FUTEX_WAKE (the handshake's wake-up): a child phase must never wait;
  * ioctl only for TCGETS (isatty, to tell a tty from another character
- * device when a selector has a kind). */
+ * device when a selector has a kind). poll and pselect6 find the open
+ * descriptors (zero timeout: they never wait). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/audit.h>
@@ -36,7 +37,7 @@ static const unsigned allowed[] = {
     SYS_rt_sigprocmask, SYS_rt_sigaction, SYS_rt_sigreturn, SYS_prctl, SYS_getpid,
     SYS_getppid, SYS_gettid, SYS_setsid, SYS_getsid, SYS_kill, SYS_munmap, SYS_clock_gettime,
     SYS_epoll_create1, SYS_eventfd2, SYS_timerfd_create, SYS_inotify_init1, SYS_read,
-    SYS_exit_group, SYS_exit,
+    SYS_exit_group, SYS_exit, SYS_poll, SYS_pselect6,
 };
 #define N_ALLOWED (sizeof allowed / sizeof allowed[0])
 
