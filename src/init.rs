@@ -1,6 +1,7 @@
 //! Load time: find the config (SPEC §2), read it safely, validate it, build
 //! the runtime. The cheap path matters most: a process with no config (or
-//! `FORKGUARD_DISABLE=1`) costs a few `getenv`s and one `access`.
+//! `FORKGUARD_DISABLE=1`) costs one walk of the environment and one
+//! `access`.
 
 use crate::runtime::{self, Program, Runtime};
 use crate::sys;
@@ -19,29 +20,77 @@ pub const ENV_CHECK: &str = "FORKGUARD_CHECK";
 /// secure-execution mode, where the cache is never used.
 pub const ENV_PLAN_CACHE: &str = "FORKGUARD_PLAN_CACHE";
 
-/// An environment variable, unless the process runs in secure-execution
-/// mode (setuid, setgid, capabilities: SPEC §7), where every `FORKGUARD_*`
-/// variable is ignored.
-fn env(secure: bool, name: &str) -> Option<String> {
-    if secure {
-        return None;
+/// The `FORKGUARD_*` variables, found in one pass over the environment
+/// (every process pays for this: six `getenv`s walked the environment six
+/// times, and each libc function bound costs more than the walk).
+#[derive(Default)]
+struct Env {
+    disable: Option<String>,
+    audit: Option<String>,
+    check: Option<String>,
+    log_format: Option<String>,
+    log: Option<String>,
+    config: Option<String>,
+    plan_cache: Option<String>,
+}
+
+impl Env {
+    /// Read the environment; empty (every variable ignored) in
+    /// secure-execution mode (setuid, setgid, capabilities: SPEC §7), which
+    /// is only asked about when some `FORKGUARD_*` variable is set.
+    fn read() -> Env {
+        let mut env = Env::default();
+        let mut any = false;
+        // SAFETY: `environ` is libc's NULL-terminated array of C strings; at
+        // load time no other thread changes it. The strings are copied.
+        unsafe {
+            let environ =
+                libc::dlsym(libc::RTLD_DEFAULT, c"environ".as_ptr()) as *const *const *const u8;
+            if environ.is_null() || (*environ).is_null() {
+                return env;
+            }
+            let mut p = *environ;
+            while !(*p).is_null() {
+                let raw = *p;
+                p = p.add(1);
+                // Only FORKGUARD_* variables are measured (strlen); the
+                // prefix test stops at the first byte for most others.
+                if !b"FORKGUARD_"
+                    .iter()
+                    .enumerate()
+                    .all(|(k, &c)| *raw.add(k) == c)
+                {
+                    continue;
+                }
+                let var = CStr::from_ptr(raw.cast()).to_bytes();
+                let Some(eq) = var.iter().position(|&b| b == b'=') else {
+                    continue;
+                };
+                let (name, value) = (&var[..eq], &var[eq + 1..]);
+                let known = [
+                    (ENV_DISABLE, &mut env.disable),
+                    (ENV_AUDIT, &mut env.audit),
+                    (ENV_CHECK, &mut env.check),
+                    (forkguard_core::ENV_LOG_FORMAT, &mut env.log_format),
+                    (ENV_LOG, &mut env.log),
+                    (ENV_CONFIG, &mut env.config),
+                    (ENV_PLAN_CACHE, &mut env.plan_cache),
+                ];
+                let Some((_, slot)) = known.into_iter().find(|(k, _)| k.as_bytes() == name) else {
+                    continue;
+                };
+                // The first definition wins, as with getenv.
+                if slot.is_none() {
+                    *slot = Some(String::from_utf8_lossy(value).into_owned());
+                    any = true;
+                }
+            }
+        }
+        if any && secure_mode() {
+            return Env::default();
+        }
+        env
     }
-    // The name, NUL-terminated, on the stack: every process pays for these
-    // look-ups, and an unset variable must cost no allocation.
-    let mut key = [0u8; 32];
-    key.get_mut(..name.len())?.copy_from_slice(name.as_bytes());
-    if name.len() >= key.len() {
-        return None;
-    }
-    // SAFETY: key is NUL-terminated (zero-filled past the name); getenv
-    // returns null or a C string that we copy at once (load time: no other
-    // thread changes the environment).
-    let p = unsafe { libc::getenv(key.as_ptr().cast()) };
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: non-null result of getenv is a valid C string.
-    Some(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
 }
 
 /// Whether the process runs in secure-execution mode.
@@ -53,19 +102,22 @@ pub fn secure_mode() -> bool {
 /// The constructor's work. Never panics out (panic = abort), never exits
 /// except for `on_error = "abort"`.
 pub fn init() {
-    let secure = secure_mode();
-    if env(secure, ENV_DISABLE).is_some_and(|v| !v.is_empty() && v != "0") {
+    let env = Env::read();
+    if env
+        .disable
+        .as_deref()
+        .is_some_and(|v| !v.is_empty() && v != "0")
+    {
         return;
     }
-    let audit = env(secure, ENV_AUDIT).is_some_and(|v| v == "1");
-    let check = env(secure, ENV_CHECK).is_some_and(|v| v == "1");
-    let json_env = match env(secure, forkguard_core::ENV_LOG_FORMAT).as_deref() {
+    let audit = env.audit.as_deref() == Some("1");
+    let check = env.check.as_deref() == Some("1");
+    let json_env = match env.log_format.as_deref() {
         Some("json") => Some(true),
         Some("text") => Some(false),
         _ => None,
     };
-    let log_env = env(secure, ENV_LOG);
-    let log_override = match log_env.as_deref().map(LogDest::parse) {
+    let log_override = match env.log.as_deref().map(LogDest::parse) {
         Some(Ok(d)) => Some(d),
         Some(Err(m)) => {
             report(&ConfigError::file(ENV_LOG, m), None);
@@ -74,7 +126,7 @@ pub fn init() {
         None => None,
     };
 
-    let path = match env(secure, ENV_CONFIG).filter(|p| !p.is_empty()) {
+    let path = match env.config.clone().filter(|p| !p.is_empty()) {
         Some(p) => Some(p),
         None => sys::exists(c"/etc/forkguard/forkguard.toml").then(|| SYSTEM_CONFIG.to_string()),
     };
@@ -96,6 +148,10 @@ pub fn init() {
         return;
     };
 
+    // Secure-execution mode matters from here on (which files are trusted,
+    // no plan cache); asked once the system config is the one to read, or
+    // already answered when a variable was found.
+    let secure = secure_mode();
     let real_uid = sys::getuid();
     let trust = if secure {
         Trust::RootOnly { real_uid }
@@ -119,7 +175,7 @@ pub fn init() {
         && !check
         && !audit
         && opened.root_owned()
-        && env(secure, ENV_PLAN_CACHE).as_deref() != Some("off");
+        && env.plan_cache.as_deref() != Some("off");
     let key = opened.key();
     let mut cached = false;
     if use_cache {
@@ -350,6 +406,14 @@ fn check_symbols(plan: &Plan) -> ! {
             }
         }
     }
+    let (compared, differ) = crate::lazy::verify();
+    for d in &differ {
+        out.push_str(&format!("forkguard-check: libc binding differs: {d}\n"));
+    }
+    out.push_str(&format!(
+        "forkguard-check: {compared} libc binding(s) compared with dlsym, {} differ\n",
+        differ.len()
+    ));
     out.push_str(&format!(
         "forkguard-check: {} symbol(s) checked, {missing} missing\n",
         plan.actions

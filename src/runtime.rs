@@ -161,7 +161,13 @@ pub fn build(
         col: loc.col,
         msg,
     };
-    let generation = crate::symbols::generation();
+    // The loader's generation (a `dl_iterate_phdr` walk), only when some
+    // action has a symbol to resolve.
+    let generation = if plan.actions.iter().any(|a| a.kind.symbol().is_some()) {
+        crate::symbols::generation()
+    } else {
+        0
+    };
     let mut actions = Vec::new();
     for a in &plan.actions {
         if !program.matches_any(&a.programs) {

@@ -143,11 +143,12 @@ pub fn geteuid() -> u32 {
     unsafe { syscall(libc::SYS_geteuid, [0; 6]) as u32 }
 }
 
-/// `access(path, F_OK) == 0`.
+/// `access(path, F_OK) == 0`. Leaves errno alone (a missing file is the
+/// common answer, and setting errno would bind a libc function).
 pub fn exists(path: &core::ffi::CStr) -> bool {
     // SAFETY: path is NUL-terminated.
     unsafe {
-        syscall(
+        call(
             libc::SYS_faccessat,
             [
                 libc::AT_FDCWD as usize,
@@ -157,7 +158,8 @@ pub fn exists(path: &core::ffi::CStr) -> bool {
                 0,
                 0,
             ],
-        ) == 0
+        )
+        .is_ok()
     }
 }
 

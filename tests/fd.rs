@@ -363,6 +363,21 @@ fn port_free_after_parent_exit_at(s: &Scratch, config: Option<&str>, more: &[&st
     };
     let report = fd_support::Report::read(&s.path("out"));
     let sleeper: libc::pid_t = report.get("parent", "sleeper").parse().unwrap();
+    // The child must have reached its exec of `sleep` (where close-on-exec
+    // takes effect) before the port is tried: the parent exits right after
+    // the fork and does not wait for that.
+    let comm = format!("/proc/{sleeper}/comm");
+    let deadline = Instant::now() + fd_support::TIMEOUT;
+    while std::fs::read_to_string(&comm)
+        .map(|c| c.trim() != "sleep")
+        .unwrap_or(false)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "TIMEOUT: the child never exec'd sleep"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
     // SAFETY: kill with signal 0 only checks that the process exists.
     let alive = unsafe { libc::kill(sleeper, 0) } == 0;
     let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();

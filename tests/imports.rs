@@ -96,3 +96,65 @@ fn does_not_load_libgcc_s() {
         "no libc? {needed:?}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// The library binds libc functions itself (src/lazy.rs): walking the loaded
+// objects' GNU hash tables in load order, as the loader would. `forkguard
+// check` mode compares every binding with dlsym(RTLD_DEFAULT).
+
+mod common;
+
+/// The check-mode line `N libc binding(s) compared with dlsym, M differ`.
+fn bindings_report(preload: &str) -> (usize, usize, String) {
+    let s = common::Scratch::new("bindings");
+    let cfg = s.config(
+        "fg.toml",
+        "version = 1\n[[call]]\nsymbol = \"getpid\"\nphase = \"child\"\n",
+    );
+    let out = Command::new("/bin/true")
+        .env("LD_PRELOAD", preload)
+        .env("FORKGUARD_CONFIG", &cfg)
+        .env("FORKGUARD_CHECK", "1")
+        .output()
+        .expect("run /bin/true");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.contains("compared with dlsym"))
+        .unwrap_or_else(|| panic!("no bindings line:\n{text}"));
+    let nums: Vec<usize> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(nums.len(), 2, "{line}");
+    (nums[0], nums[1], text)
+}
+
+#[test]
+fn own_symbol_lookup_binds_what_dlsym_binds() {
+    let (n, differ, text) = bindings_report(&library().display().to_string());
+    assert!(n > 50, "only {n} bindings compared:\n{text}");
+    assert_eq!(differ, 0, "{text}");
+}
+
+#[test]
+fn own_symbol_lookup_finds_an_interposer_loaded_first() {
+    // alloccount.so defines malloc, free, calloc, realloc...: loaded before
+    // forkguard, dlsym(RTLD_DEFAULT) finds its functions, and so must the
+    // library's own lookup (it would differ if it went to libc directly).
+    let counter = common::fixture("alloccount");
+    let nm = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(&counter)
+        .output()
+        .expect("nm");
+    let defined = String::from_utf8_lossy(&nm.stdout).into_owned();
+    assert!(
+        defined.lines().any(|l| l.ends_with(" malloc")),
+        "the interposer must define malloc:\n{defined}"
+    );
+    let preload = format!("{} {}", counter.display(), library().display());
+    let (n, differ, text) = bindings_report(&preload);
+    assert!(n > 50, "{text}");
+    assert_eq!(differ, 0, "{text}");
+}
