@@ -17,10 +17,10 @@ mod common;
 mod fd_support;
 
 use common::Scratch;
-use fd_support::{skip, which, Server};
+use fd_support::{pg_bin_dirs, postgres_user, skip, which, Server};
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -167,27 +167,6 @@ fn redis_shared_connection_is_disconnected_in_the_child() {
 }
 
 // ----------------------------------------------------------- PostgreSQL --
-
-fn pg_bin_dirs() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.path().join("bin"))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v.reverse();
-    v
-}
-
-/// uid and gid of the `postgres` account (the server refuses to run as root).
-fn postgres_user() -> Option<(u32, u32)> {
-    let text = std::fs::read_to_string("/etc/passwd").ok()?;
-    let line = text.lines().find(|l| l.starts_with("postgres:"))?;
-    let f: Vec<&str> = line.split(':').collect();
-    Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
-}
 
 fn start_postgres(s: &Scratch) -> Result<(Server, u16), String> {
     let dirs = pg_bin_dirs();

@@ -33,6 +33,24 @@ fn handshake_run(s: &Scratch, mode: &str, timeout_ms: u32, call: &str) -> Outcom
     out
 }
 
+/// Asserts the fixture found the same descriptors after the fork as before
+/// it, in the parent and in the child.
+#[track_caller]
+fn assert_no_descriptor_left(out: &Outcome) {
+    assert_eq!(
+        out.get("", "parent_fds_same"),
+        "1",
+        "descriptor left in the parent:\n{}",
+        out.dump()
+    );
+    assert_eq!(
+        out.get("", "child_fds_same"),
+        "1",
+        "descriptor left in the child:\n{}",
+        out.dump()
+    );
+}
+
 #[test]
 fn without_handshake_parent_does_not_wait() {
     // Control: shows the marker check can fail.
@@ -52,18 +70,7 @@ fn parent_returns_after_child_phase_finished() {
         "fork returned in the parent before the child phase finished:\n{}",
         out.dump()
     );
-    assert_eq!(
-        out.get("", "parent_fds_same"),
-        "1",
-        "descriptor left in the parent:\n{}",
-        out.dump()
-    );
-    assert_eq!(
-        out.get("", "child_fds_same"),
-        "1",
-        "descriptor left in the child:\n{}",
-        out.dump()
-    );
+    assert_no_descriptor_left(&out);
 }
 
 #[test]
@@ -80,16 +87,5 @@ fn slow_child_does_not_hold_parent_beyond_timeout() {
         "the child phase never finished:\n{}",
         out.dump()
     );
-    assert_eq!(
-        out.get("", "parent_fds_same"),
-        "1",
-        "descriptor left in the parent:\n{}",
-        out.dump()
-    );
-    assert_eq!(
-        out.get("", "child_fds_same"),
-        "1",
-        "descriptor left in the child:\n{}",
-        out.dump()
-    );
+    assert_no_descriptor_left(&out);
 }

@@ -13,7 +13,7 @@
 mod common;
 mod lock_support;
 
-use common::{Log, Scratch};
+use common::Scratch;
 use lock_support::*;
 
 /// `(fixture KIND, symbol, config type)`.
@@ -61,29 +61,10 @@ fn check(kind: &str, who: &str) {
 
     let (sym, ty) = target(kind);
     for (strategy, extra) in [("reinit", ""), ("acquire", "timeout_ms = 5")] {
-        let log = s.path(&format!("{strategy}.log"));
-        let text = config(&log, &lock(sym, ty, strategy, extra));
-        let r = result(
-            &s,
-            guarded(
-                &s,
-                &format!("{strategy}.toml"),
-                &text,
-                &prog,
-                &[kind, who, ITER],
-            ),
-        );
-        r.out.assert_config_accepted();
-        assert_eq!(
-            (r.get("ok"), r.get("failed"), r.get("hung")),
-            (ITER, "0", "0"),
-            "{kind}/{who} with strategy {strategy}: first failure {}\n{}\n{}",
-            r.get("first"),
-            r.out.dump(),
-            Log::read(&log).raw
-        );
-        let l = Log::read(&log);
-        l.assert_all_parse();
+        let body = lock(sym, ty, strategy, extra);
+        let r = run_accepted(&s, strategy, &body, &prog, &[kind, who, ITER]);
+        r.assert_all_ok(ITER, &format!("{kind}/{who} with strategy {strategy}"));
+        let l = r.parsed_log();
         assert_eq!(l.children().len(), 50, "{kind}/{who}/{strategy}\n{}", l.raw);
         if who == "self" {
             // Held by the forking thread: never taken again (no timeout).

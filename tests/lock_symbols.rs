@@ -16,51 +16,27 @@ use lock_support::*;
 fn static_mutex_in_a_program_that_exports_nothing() {
     let s = Scratch::new("lock-static");
     let prog = lock_static();
-    let r = result(&s, plain(&s, &prog, &["static", "-", "2", "300"]));
-    assert_eq!(
-        (r.get("ok"), r.get("hung")),
-        ("0", "2"),
-        "must hang without forkguard\n{}",
-        r.out.dump()
-    );
+    assert_hangs_without_forkguard(&s, &prog, &["static", "-", "2", "300"], "static");
 
     for symbol in ["prog_private_lock", "lock_static:prog_private_lock"] {
-        let log = s.path("fg.log");
-        let text = config(&log, &lock(symbol, "mutex", "reinit", ""));
-        let r = result(
-            &s,
-            guarded(&s, "fg.toml", &text, &prog, &["static", "-", "200"]),
-        );
-        r.out.assert_config_accepted();
-        assert_eq!(
-            (r.get("ok"), r.get("hung"), r.get("failed")),
-            ("200", "0", "0"),
-            "{symbol}\n{}",
-            r.out.dump()
-        );
+        let body = lock(symbol, "mutex", "reinit", "");
+        let r = run_accepted(&s, "fg", &body, &prog, &["static", "-", "200"]);
+        r.assert_all_ok("200", symbol);
     }
 }
 
 #[test]
 fn a_stripped_program_has_no_static_symbols() {
     let s = Scratch::new("lock-stripped");
-    let text = config(
-        &s.path("fg.log"),
-        &lock("prog_private_lock", "mutex", "reinit", ""),
-    );
-    let r = result(
+    let r = run_guarded(
         &s,
-        guarded(
-            &s,
-            "fg.toml",
-            &text,
-            &lock_static_stripped(),
-            &["static", "-", "1", "200"],
-        ),
+        "fg",
+        &lock("prog_private_lock", "mutex", "reinit", ""),
+        &lock_static_stripped(),
+        &["static", "-", "1", "200"],
     );
-    let errs = config_errors(&r.out);
-    assert_eq!(errs.len(), 1, "{}", r.out.dump());
-    assert!(errs[0].ends_with("fg.toml:7:10: unknown symbol \"prog_private_lock\" (set optional = true if it may be missing)"), "{errs:?}");
+    let err = r.only_config_error();
+    assert!(err.ends_with("fg.toml:7:10: unknown symbol \"prog_private_lock\" (set optional = true if it may be missing)"), "{err:?}");
     // on_error = "warn": the program ran unguarded.
     assert_eq!(r.get("hung"), "1", "{}", r.out.dump());
 }
@@ -68,27 +44,19 @@ fn a_stripped_program_has_no_static_symbols() {
 #[test]
 fn two_static_symbols_of_one_name_are_refused_as_ambiguous() {
     let s = Scratch::new("lock-dup");
-    let text = config(
-        &s.path("fg.log"),
-        &lock("prog_private_lock", "mutex", "reinit", ""),
-    );
-    let r = result(
+    let r = run_guarded(
         &s,
-        guarded(
-            &s,
-            "fg.toml",
-            &text,
-            &lock_static_dup(),
-            &["static", "-", "1", "200"],
-        ),
+        "fg",
+        &lock("prog_private_lock", "mutex", "reinit", ""),
+        &lock_static_dup(),
+        &["static", "-", "1", "200"],
     );
-    let errs = config_errors(&r.out);
-    assert_eq!(errs.len(), 1, "{}", r.out.dump());
+    let err = r.only_config_error();
     assert!(
-        errs[0].contains(
+        err.contains(
             "fg.toml:7:10: 2 static symbols named prog_private_lock in the program: ambiguous"
         ),
-        "{errs:?}"
+        "{err:?}"
     );
 }
 
@@ -98,38 +66,13 @@ fn static_mutex_in_a_library_loaded_later_with_dlopen() {
     let prog = lock_static();
     let lib = lock_lib();
     let libs = lib.to_str().expect("utf-8 path");
-    let r = result(&s, plain(&s, &prog, &["dl", libs, "2", "300"]));
-    assert_eq!(
-        (r.get("ok"), r.get("hung")),
-        ("0", "2"),
-        "must hang without forkguard\n{}",
-        r.out.dump()
-    );
+    assert_hangs_without_forkguard(&s, &prog, &["dl", libs, "2", "300"], "dl");
 
     for (strategy, extra, n) in [("reinit", "", "200"), ("acquire", "timeout_ms = 5", "20")] {
-        let log = s.path(&format!("{strategy}.log"));
-        let text = config(
-            &log,
-            &lock("liblock_lib.so:ll_cache_lock", "mutex", strategy, extra),
-        );
-        let r = result(
-            &s,
-            guarded(
-                &s,
-                &format!("{strategy}.toml"),
-                &text,
-                &prog,
-                &["dl", libs, n],
-            ),
-        );
-        r.out.assert_config_accepted();
-        assert_eq!(
-            (r.get("ok"), r.get("hung"), r.get("failed")),
-            (n, "0", "0"),
-            "{strategy}\n{}",
-            r.out.dump()
-        );
-        let l = Log::read(&log);
+        let body = lock("liblock_lib.so:ll_cache_lock", "mutex", strategy, extra);
+        let r = run_accepted(&s, strategy, &body, &prog, &["dl", libs, n]);
+        r.assert_all_ok(n, strategy);
+        let l = r.log();
         assert!(
             !l.raw.contains("not resolved"),
             "resolved before the first fork\n{}",
@@ -142,33 +85,26 @@ fn static_mutex_in_a_library_loaded_later_with_dlopen() {
 fn a_dlclosed_library_is_never_touched() {
     let s = Scratch::new("lock-dlclose");
     let lib = lock_lib();
-    let log = s.path("fg.log");
     let body = lock(
         "liblock_lib.so:ll_cache_lock",
         "mutex",
         "acquire",
         "timeout_ms = 5",
     ) + "[[zero]]\nsymbol = \"liblock_lib.so:ll_cache_hits\"\n";
-    let text = config(&log, &body);
-    let r = result(
+    let r = run_accepted(
         &s,
-        guarded(
-            &s,
-            "fg.toml",
-            &text,
-            &lock_static(),
-            &["dlclose", lib.to_str().unwrap(), "1"],
-        ),
+        "fg",
+        &body,
+        &lock_static(),
+        &["dlclose", lib.to_str().unwrap(), "1"],
     );
-    r.out.assert_config_accepted();
     assert_eq!(
         (r.get("first"), r.get("second")),
         ("0", "0"),
         "{}",
         r.out.dump()
     );
-    let l = Log::read(&log);
-    l.assert_all_parse();
+    let l = r.parsed_log();
     let forks = l.forks();
     assert_eq!(forks.len(), 2, "{}", l.raw);
     let first = common::phase(forks[0], "prepare").unwrap();
@@ -230,30 +166,14 @@ fn python_thread_holding_a_ctypes_library_mutex_at_os_fork() {
     };
     let a = args("2", "0.3");
     let argv: Vec<&str> = a.iter().map(String::as_str).collect();
-    let r = result(&s, plain(&s, &py, &argv));
-    assert_eq!(
-        (r.get("ok"), r.get("hung")),
-        ("0", "2"),
-        "must hang without forkguard\n{}",
-        r.out.dump()
-    );
+    assert_hangs_without_forkguard(&s, &py, &argv, "python");
 
-    let log = s.path("fg.log");
-    let text = config(
-        &log,
-        &lock("liblock_lib.so:ll_cache_lock", "mutex", "reinit", ""),
-    );
+    let body = lock("liblock_lib.so:ll_cache_lock", "mutex", "reinit", "");
     let a = args("200", "5");
     let argv: Vec<&str> = a.iter().map(String::as_str).collect();
-    let r = result(&s, guarded(&s, "fg.toml", &text, &py, &argv));
-    r.out.assert_config_accepted();
-    assert_eq!(
-        (r.get("ok"), r.get("hung"), r.get("failed")),
-        ("200", "0", "0"),
-        "{}",
-        r.out.dump()
-    );
-    let l = Log::read(&log);
+    let r = run_accepted(&s, "fg", &body, &py, &argv);
+    r.assert_all_ok("200", "python");
+    let l = r.log();
     assert_eq!(l.children().len(), 200, "{}", l.raw);
     assert!(!l.raw.contains("failed"), "{}", l.raw);
 }
@@ -261,22 +181,11 @@ fn python_thread_holding_a_ctypes_library_mutex_at_os_fork() {
 /// A config error names the symbol's place in the file; the program then
 /// runs unguarded (on_error = "warn").
 fn rejected(s: &Scratch, body: &str, want: &str) {
-    let text = config(&s.path("fg.log"), body);
-    let r = result(
-        s,
-        guarded(
-            s,
-            "fg.toml",
-            &text,
-            &lock_types(),
-            &["mutex", "hold", "1", "200"],
-        ),
-    );
-    let errs = config_errors(&r.out);
-    assert_eq!(errs.len(), 1, "{}", r.out.dump());
+    let r = run_guarded(s, "fg", body, &lock_types(), &["mutex", "hold", "1", "200"]);
+    let err = r.only_config_error();
     assert!(
-        errs[0].starts_with("forkguard: ") && errs[0].contains(want),
-        "want {want:?} in {errs:?}"
+        err.starts_with("forkguard: ") && err.contains(want),
+        "want {want:?} in {err:?}"
     );
     assert_eq!(
         r.get("hung"),
@@ -335,26 +244,14 @@ fn config_errors_for_symbols_that_cannot_be_locks_or_zeroed() {
 #[test]
 fn optional_missing_symbols_and_libraries_not_loaded_yet_are_accepted() {
     let s = Scratch::new("lock-optional");
-    let log = s.path("fg.log");
     let body = lock("g_nope", "mutex", "reinit", "optional = true")
         + &lock("libnot_loaded_yet.so.1:g_lock", "mutex", "reinit", "")
         + &lock("g_mutex", "mutex", "reinit", "");
-    let r = result(
-        &s,
-        guarded(
-            &s,
-            "fg.toml",
-            &config(&log, &body),
-            &lock_types(),
-            &["mutex", "hold", "3"],
-        ),
-    );
-    r.out.assert_config_accepted();
+    let r = run_accepted(&s, "fg", &body, &lock_types(), &["mutex", "hold", "3"]);
     assert_eq!((r.get("ok"), r.get("hung")), ("3", "0"), "{}", r.out.dump());
     // The missing non-optional one is reported in the child (reinit acts
     // there); the missing optional one is skipped without a word.
-    let l = Log::read(&log);
-    l.assert_all_parse();
+    let l = r.parsed_log();
     for c in l.children() {
         let common::LogLine::Child { summary, .. } = c else {
             unreachable!()

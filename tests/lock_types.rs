@@ -7,7 +7,7 @@
 mod common;
 mod lock_support;
 
-use common::{Log, LogLine, Scratch};
+use common::{LogLine, Scratch};
 use lock_support::*;
 
 /// `(fixture TYPE, symbol, config type)`.
@@ -26,13 +26,7 @@ const ITER: &str = "200";
 fn without_forkguard_every_type_hangs_the_child() {
     let s = Scratch::new("lock-plain");
     for (ty, _, _) in TYPES {
-        let r = result(&s, plain(&s, &lock_types(), &[ty, "hold", "2", "300"]));
-        assert_eq!(
-            (r.int("ok"), r.int("hung")),
-            (0, 2),
-            "{ty}: the fixture must reproduce the deadlock without forkguard\n{}",
-            r.out.dump()
-        );
+        assert_hangs_without_forkguard(&s, &lock_types(), &[ty, "hold", "2", "300"], ty);
     }
 }
 
@@ -41,27 +35,10 @@ fn without_forkguard_every_type_hangs_the_child() {
 fn reinit_frees_every_type_in_the_child() {
     let s = Scratch::new("lock-reinit");
     for (ty, sym, cty) in TYPES {
-        let log = s.path(&format!("{ty}.log"));
-        let text = config(&log, &lock(sym, cty, "reinit", ""));
-        let r = result(
-            &s,
-            guarded(
-                &s,
-                &format!("{ty}.toml"),
-                &text,
-                &lock_types(),
-                &[ty, "hold", ITER],
-            ),
-        );
-        r.out.assert_config_accepted();
-        assert_eq!(
-            (r.get("ok"), r.get("hung"), r.get("failed")),
-            (ITER, "0", "0"),
-            "{ty}\n{}",
-            r.out.dump()
-        );
-        let l = Log::read(&log);
-        l.assert_all_parse();
+        let body = lock(sym, cty, "reinit", "");
+        let r = run_accepted(&s, ty, &body, &lock_types(), &[ty, "hold", ITER]);
+        r.assert_all_ok(ITER, ty);
+        let l = r.parsed_log();
         assert_eq!(
             l.children().len(),
             200,
@@ -83,25 +60,9 @@ fn reinit_frees_every_type_in_the_child() {
 fn acquire_takes_every_type_in_prepare() {
     let s = Scratch::new("lock-acquire");
     for (ty, sym, cty) in TYPES {
-        let log = s.path(&format!("{ty}.log"));
-        let text = config(&log, &lock(sym, cty, "acquire", "timeout_ms = 2000"));
-        let r = result(
-            &s,
-            guarded(
-                &s,
-                &format!("{ty}.toml"),
-                &text,
-                &lock_types(),
-                &[ty, "brief", ITER],
-            ),
-        );
-        r.out.assert_config_accepted();
-        assert_eq!(
-            (r.get("ok"), r.get("hung"), r.get("failed")),
-            (ITER, "0", "0"),
-            "{ty}\n{}",
-            r.out.dump()
-        );
+        let body = lock(sym, cty, "acquire", "timeout_ms = 2000");
+        let r = run_accepted(&s, ty, &body, &lock_types(), &[ty, "brief", ITER]);
+        r.assert_all_ok(ITER, ty);
         // fork() waited for the holder: at least its 2 ms, far less than the timeout.
         let max = r.num("max_fork_ms");
         assert!(
@@ -109,8 +70,7 @@ fn acquire_takes_every_type_in_prepare() {
             "{ty}: fork took {max} ms at most\n{}",
             r.out.dump()
         );
-        let l = Log::read(&log);
-        l.assert_all_parse();
+        let l = r.parsed_log();
         let forks = l.forks();
         assert_eq!(forks.len(), 200, "{ty}\n{}", l.raw);
         for f in forks {
@@ -133,19 +93,8 @@ fn acquire_takes_every_type_in_prepare() {
 fn acquire_timeout_is_reported_and_the_child_still_gets_the_lock() {
     let s = Scratch::new("lock-timeout");
     for (ty, sym, cty) in TYPES {
-        let log = s.path(&format!("{ty}.log"));
-        let text = config(&log, &lock(sym, cty, "acquire", "timeout_ms = 30"));
-        let r = result(
-            &s,
-            guarded(
-                &s,
-                &format!("{ty}.toml"),
-                &text,
-                &lock_types(),
-                &[ty, "hold", "5"],
-            ),
-        );
-        r.out.assert_config_accepted();
+        let body = lock(sym, cty, "acquire", "timeout_ms = 30");
+        let r = run_accepted(&s, ty, &body, &lock_types(), &[ty, "hold", "5"]);
         assert_eq!(
             (r.get("ok"), r.get("hung"), r.get("forkfail")),
             ("5", "0", "0"),
@@ -157,8 +106,7 @@ fn acquire_timeout_is_reported_and_the_child_still_gets_the_lock() {
             max >= 29.0,
             "{ty}: prepare must wait timeout_ms before giving up ({max} ms)"
         );
-        let l = Log::read(&log);
-        l.assert_all_parse();
+        let l = r.parsed_log();
         for f in l.forks() {
             let p = common::phase(f, "prepare").expect("prepare summary");
             assert_eq!(p.failed, 1, "{ty}\n{}", l.raw);
@@ -176,18 +124,8 @@ fn acquire_timeout_is_reported_and_the_child_still_gets_the_lock() {
 #[test]
 fn timeout_zero_tries_once() {
     let s = Scratch::new("lock-timeout0");
-    let log = s.path("fg.log");
-    let text = config(&log, &lock("g_mutex", "mutex", "acquire", "timeout_ms = 0"));
-    let r = result(
-        &s,
-        guarded(
-            &s,
-            "fg.toml",
-            &text,
-            &lock_types(),
-            &["mutex", "hold", "20"],
-        ),
-    );
+    let body = lock("g_mutex", "mutex", "acquire", "timeout_ms = 0");
+    let r = run_guarded(&s, "fg", &body, &lock_types(), &["mutex", "hold", "20"]);
     assert_eq!(
         (r.get("ok"), r.get("hung")),
         ("20", "0"),
@@ -195,7 +133,7 @@ fn timeout_zero_tries_once() {
         r.out.dump()
     );
     assert!(r.num("max_fork_ms") < 25.0, "{}", r.out.dump());
-    assert_eq!(Log::read(&log).raw.matches("timed out").count(), 20);
+    assert_eq!(r.log().raw.matches("timed out").count(), 20);
 }
 
 /// `on_timeout = "fail"`: fork returns -1 with EAGAIN, no child exists, the
@@ -204,7 +142,6 @@ fn timeout_zero_tries_once() {
 #[test]
 fn on_timeout_fail_makes_fork_fail_with_eagain_and_releases_what_was_taken() {
     let s = Scratch::new("lock-fail");
-    let log = s.path("fg.log");
     let body = lock("g_mutex2", "mutex", "acquire", "timeout_ms = 1000")
         + &lock(
             "g_mutex",
@@ -212,17 +149,7 @@ fn on_timeout_fail_makes_fork_fail_with_eagain_and_releases_what_was_taken() {
             "acquire",
             "timeout_ms = 30\non_timeout = \"fail\"",
         );
-    let r = result(
-        &s,
-        guarded(
-            &s,
-            "fg.toml",
-            &config(&log, &body),
-            &lock_types(),
-            &["mutex", "fail", "10"],
-        ),
-    );
-    r.out.assert_config_accepted();
+    let r = run_accepted(&s, "fg", &body, &lock_types(), &["mutex", "fail", "10"]);
     assert_eq!(
         (r.get("forkfail"), r.get("errno"), r.get("released")),
         ("10", "EAGAIN", "1"),
@@ -236,8 +163,7 @@ fn on_timeout_fail_makes_fork_fail_with_eagain_and_releases_what_was_taken() {
         r.out.dump()
     );
     assert!(r.num("max_fork_ms") >= 29.0, "{}", r.out.dump());
-    let l = Log::read(&log);
-    l.assert_all_parse();
+    let l = r.parsed_log();
     assert!(l.children().is_empty(), "{}", l.raw);
     let forks = l.forks();
     assert_eq!(forks.len(), 10, "{}", l.raw);
@@ -271,23 +197,13 @@ fn on_timeout_fail_makes_fork_fail_with_eagain_and_releases_what_was_taken() {
 #[test]
 fn on_timeout_fail_forks_normally_when_the_lock_comes_free() {
     let s = Scratch::new("lock-fail-ok");
-    let log = s.path("fg.log");
     let body = lock(
         "g_mutex",
         "mutex",
         "acquire",
         "timeout_ms = 2000\non_timeout = \"fail\"",
     );
-    let r = result(
-        &s,
-        guarded(
-            &s,
-            "fg.toml",
-            &config(&log, &body),
-            &lock_types(),
-            &["mutex", "brief", "50"],
-        ),
-    );
+    let r = run_guarded(&s, "fg", &body, &lock_types(), &["mutex", "brief", "50"]);
     assert_eq!(
         (r.get("ok"), r.get("forkfail"), r.get("hung")),
         ("50", "0", "0"),

@@ -5,14 +5,25 @@ mod common;
 
 use common::*;
 
+/// Runs `forker MODE` with `call_tables` as its config (logging to
+/// `fg.log`); it must succeed with the config accepted. Returns its trace.
+fn forker(s: &Scratch, mode: &str, call_tables: &str) -> Trace {
+    let text = format!("{}{call_tables}", header(&s.path("fg.log"), ""));
+    let cfg = s.config("fg.toml", &text);
+    run(s, fixture_cmd(s, "forker", &[mode], &cfg), TIMEOUT)
+        .assert_success()
+        .assert_config_accepted();
+    s.trace()
+}
+
 #[test]
 fn calls_run_in_declaration_order_then_reverse() {
     let s = Scratch::new("order");
     // Interleaved on purpose: the order is per phase, in declaration order.
-    let text = format!(
-        "{}{}",
-        header(&s.path("fg.log"), ""),
-        calls(&[
+    let t = forker(
+        &s,
+        "fork",
+        &calls(&[
             ("prepare", "fgt_prepare"),
             ("child", "fgt_child"),
             ("parent", "fgt_parent"),
@@ -22,13 +33,8 @@ fn calls_run_in_declaration_order_then_reverse() {
             ("child", "fgt_child3"),
             ("prepare", "fgt_prepare3"),
             ("parent", "fgt_parent3"),
-        ])
+        ]),
     );
-    let cfg = s.config("fg.toml", &text);
-    run(&s, fixture_cmd(&s, "forker", &["fork"], &cfg), TIMEOUT)
-        .assert_success()
-        .assert_config_accepted();
-    let t = s.trace();
     let parent = t.one("main-before").pid();
     let child = t.one("parent-main").nums[1];
     let phase_words = |pid| -> Vec<&str> {
@@ -124,12 +130,7 @@ strategy = \"reinit\"
 #[test]
 fn nested_forks_get_phases_in_children_and_grandchildren() {
     let s = Scratch::new("nested");
-    let text = format!("{}{}", header(&s.path("fg.log"), ""), trace_calls());
-    let cfg = s.config("fg.toml", &text);
-    run(&s, fixture_cmd(&s, "forker", &["nested"], &cfg), TIMEOUT)
-        .assert_success()
-        .assert_config_accepted();
-    let t = s.trace();
+    let t = forker(&s, "nested", &trace_calls());
     let top = t.one("main-before").pid();
     let child = t.one("child-main").pid();
     let grandchild = t.one("grandchild-main").pid();
@@ -170,22 +171,17 @@ fn nested_forks_get_phases_in_children_and_grandchildren() {
 #[test]
 fn fork_inside_a_phase_passes_straight_through() {
     let s = Scratch::new("innerfork");
-    let text = format!(
-        "{}{}",
-        header(&s.path("fg.log"), ""),
-        calls(&[
+    let t = forker(
+        &s,
+        "fork",
+        &calls(&[
             ("prepare", "fgt_prepare"),
             ("prepare", "fgt_inner_fork"),
             ("parent", "fgt_inner_fork"),
             ("parent", "fgt_parent"),
             ("child", "fgt_child"),
-        ])
+        ]),
     );
-    let cfg = s.config("fg.toml", &text);
-    run(&s, fixture_cmd(&s, "forker", &["fork"], &cfg), TIMEOUT)
-        .assert_success()
-        .assert_config_accepted();
-    let t = s.trace();
     let parent = t.one("main-before").pid();
     let child = t.one("parent-main").nums[1];
     assert_eq!(t.count("inner-child"), 2, "the two inner forks:\n{}", t.raw);

@@ -10,28 +10,13 @@
 //! `FORKGUARD_DISABLE` values, which must all be ignored.
 
 mod common;
+mod secure_support;
 
 use common::*;
+use secure_support::*;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-const NOBODY: u32 = 65534;
-
-/// Mounts over /etc in the new namespace, then runs the rest of the
-/// arguments; exit 99 when no mount works.
-const SCRIPT: &str = r#"
-upper=$1; work=$2; etc=$3; shift 3
-if ! mount -t overlay overlay -o "lowerdir=/etc,upperdir=$upper,workdir=$work" /etc 2>/dev/null; then
-    mount --bind "$etc" /etc 2>/dev/null || { echo "cannot mount over /etc" >&2; exit 99; }
-fi
-exec "$@"
-"#;
-
-fn chmod(p: &Path, mode: u32) {
-    fs::set_permissions(p, fs::Permissions::from_mode(mode)).expect("chmod");
-}
 
 /// A group `nobody` is not in (by gid, from /etc/group).
 fn foreign_group() -> Option<u32> {
@@ -54,21 +39,12 @@ fn nosuid(p: &Path) -> bool {
     }
 }
 
-/// An empty log file anyone may append to: setpriv and env, which run as
-/// root before the fixture with the library preloaded too, must not leave a
-/// root-owned one behind that the fixture could not open.
-fn fresh_log(p: &Path) {
-    write_mode(p, "", 0o666);
-}
-
 struct Setup {
-    s: Scratch,
-    upper: PathBuf,
-    work: PathBuf,
-    etc: PathBuf,
+    u: Install,
     setgid_prog: PathBuf,
     plain_prog: PathBuf,
-    logs: PathBuf,
+    /// A hostile config that would make the program abort.
+    abort_cfg: PathBuf,
 }
 
 fn setup() -> Result<Setup, String> {
@@ -96,113 +72,37 @@ fn setup() -> Result<Setup, String> {
     if Command::new("setpriv").arg("--version").output().is_err() {
         return Err("setpriv (util-linux) is not installed".into());
     }
-    chmod(&s.dir, 0o755);
-    let libcopy = s.path("libforkguard.so");
-    fs::copy(lib(), &libcopy).expect("copy library");
-    chmod(&libcopy, 0o755);
-    let setgid_prog = s.path("forker-setgid");
-    fs::copy(fixture("forker"), &setgid_prog).expect("copy fixture");
-    // chown before chmod: chown clears the setgid bit.
-    std::os::unix::fs::chown(&setgid_prog, Some(0), Some(gid)).expect("chgrp");
-    chmod(&setgid_prog, 0o2755);
-    let plain_prog = s.path("forker-plain");
-    fs::copy(fixture("forker"), &plain_prog).expect("copy fixture");
-    chmod(&plain_prog, 0o755);
-
-    let logs = s.path("logs");
-    fs::create_dir(&logs).expect("mkdir logs");
-    chmod(&logs, 0o777);
-
-    // The system config: logs to system.log, one optional prepare call.
-    let system_cfg = format!(
-        "version = 1\n[settings]\nlog = \"{}\"\n\n[[call]]\nphase = \"prepare\"\nsymbol = \"fgt_prepare\"\noptional = true\n",
-        logs.join("system.log").display()
-    );
-    let preload = format!("{}\n", libcopy.display());
-    let upper = s.path("upper");
-    let etc = s.path("etc");
-    for d in [&upper, &etc] {
-        fs::create_dir_all(d.join("forkguard")).expect("mkdir");
-        chmod(d, 0o755);
-        chmod(&d.join("forkguard"), 0o755);
-        write_mode(&d.join("ld.so.preload"), &preload, 0o644);
-        write_mode(&d.join("forkguard/forkguard.toml"), &system_cfg, 0o644);
-    }
-    if Path::new("/etc/ld.so.cache").exists() {
-        let _ = fs::copy("/etc/ld.so.cache", etc.join("ld.so.cache"));
-    }
-    let work = s.path("work");
-    fs::create_dir(&work).expect("mkdir work");
-
-    // Hostile configs, owned by root and 0644: accepted outside secure mode.
-    s.config(
+    let u = install(s);
+    let setgid_prog = u.forker_copy("forker-setgid", Some((0, gid)), 0o2755);
+    let plain_prog = u.forker_copy("forker-plain", None, 0o755);
+    // Root's and 0644 like the valid one: accepted outside secure mode.
+    let abort_cfg = u.s.config(
         "hostile-abort.toml",
         "version = 1\n[settings]\non_error = \"abort\"\nhostile = true\n",
     );
-    s.config(
-        "hostile-valid.toml",
-        &format!(
-            "version = 1\n[settings]\nlog = \"{}\"\n\n[[call]]\nphase = \"prepare\"\nsymbol = \"fgt_prepare2\"\n",
-            logs.join("hostile-config.log").display()
-        ),
-    );
     Ok(Setup {
-        s,
-        upper,
-        work,
-        etc,
+        u,
         setgid_prog,
         plain_prog,
-        logs,
+        abort_cfg,
     })
-}
-
-/// Runs `prog fork` as nobody in the namespace with `env` (NAME=VALUE
-/// words). None when the mounts were impossible.
-fn run_as_nobody(u: &Setup, prog: &Path, env: &[String]) -> Option<Outcome> {
-    let trace = u.logs.join("trace");
-    let _ = fs::remove_file(&trace);
-    let mut cmd = Command::new("unshare");
-    clean_env(&mut cmd);
-    cmd.args(["-m", "sh", "-c", SCRIPT, "sh"])
-        .arg(&u.upper)
-        .arg(&u.work)
-        .arg(&u.etc)
-        .args([
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--",
-            "env",
-        ])
-        .arg(format!("FGT_TRACE={}", trace.display()))
-        .args(env)
-        .arg(prog)
-        .arg("fork")
-        .current_dir(&u.logs);
-    let out = run(&u.s, cmd, TIMEOUT);
-    if out.code() == Some(99) {
-        eprintln!("SKIPPED secure-mode test: {}", out.stderr.trim());
-        return None;
-    }
-    Some(out)
 }
 
 #[test]
 fn secure_mode_ignores_forkguard_environment() {
-    let u = match setup() {
-        Ok(u) => u,
-        Err(why) => {
-            eprintln!("SKIPPED secure-mode test: {why}");
-            return;
-        }
+    let Some(Setup {
+        u,
+        setgid_prog,
+        plain_prog,
+        abort_cfg,
+    }) = or_skip(setup())
+    else {
+        return;
     };
-    let abort_cfg = u.s.path("hostile-abort.toml");
-    let valid_cfg = u.s.path("hostile-valid.toml");
+    let valid_cfg = &u.hostile;
     let env_log = u.logs.join("hostile-env.log");
     let system_log = u.logs.join("system.log");
-    let trace = || Trace::read(&u.logs.join("trace"));
+    let trace = || u.trace();
 
     // Control: a plain (not setgid) copy honours FORKGUARD_CONFIG, so the
     // hostile config would abort it. Proves the library is loaded through
@@ -211,7 +111,7 @@ fn secure_mode_ignores_forkguard_environment() {
         format!("FORKGUARD_CONFIG={}", abort_cfg.display()),
         format!("FORKGUARD_LOG={}", env_log.display()),
     ];
-    let Some(ctl) = run_as_nobody(&u, &u.plain_prog, &hostile) else {
+    let Some(ctl) = u.run_as_nobody(&[], &plain_prog, &hostile) else {
         return;
     };
     assert_eq!(
@@ -232,7 +132,7 @@ fn secure_mode_ignores_forkguard_environment() {
     // The setgid copy with the aborting config, a log override and DISABLE.
     let mut env = hostile.clone();
     env.push("FORKGUARD_DISABLE=1".into());
-    let Some(out) = run_as_nobody(&u, &u.setgid_prog, &env) else {
+    let Some(out) = u.run_as_nobody(&[], &setgid_prog, &env) else {
         return;
     };
     out.assert_success();
@@ -261,7 +161,7 @@ fn secure_mode_ignores_forkguard_environment() {
     // The setgid copy with a valid hostile config that logs and calls.
     fresh_log(&system_log);
     let env = vec![format!("FORKGUARD_CONFIG={}", valid_cfg.display())];
-    let Some(out) = run_as_nobody(&u, &u.setgid_prog, &env) else {
+    let Some(out) = u.run_as_nobody(&[], &setgid_prog, &env) else {
         return;
     };
     out.assert_success();

@@ -353,18 +353,7 @@ fn failed_fork_rlimit_nproc_as_unprivileged_user() {
             .expect("chmod scratch");
         // setpriv and env run unguarded; env execs the fixture with the
         // library preloaded.
-        let mut c = std::process::Command::new("setpriv");
-        c.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--",
-            "env",
-        ])
-        .arg(format!("LD_PRELOAD={}", lib().display()))
-        .arg(torture())
-        .arg("nproc");
-        c
+        preloaded_as_nobody(&torture(), "nproc")
     } else {
         let mut c = std::process::Command::new(torture());
         c.arg("nproc");

@@ -5,46 +5,26 @@
 //! `strace` shows the hostile config file is never even opened.
 //!
 //! Same installation as tests/secure_mode.rs (which covers setgid with the
-//! aborting config): the library in `/etc/ld.so.preload` and a system config,
-//! inside a private mount namespace. Skipped with a printed reason when not
-//! root, or when unshare/mount/setcap/strace are unavailable.
+//! aborting config), from tests/secure_support: the library in
+//! `/etc/ld.so.preload` and a system config, inside a private mount
+//! namespace. Skipped with a printed reason when not root, or when
+//! unshare/mount/setcap/strace are unavailable.
 
 mod common;
+mod secure_support;
 
 use common::*;
+use secure_support::*;
+use std::ffi::OsString;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// Mounts over /etc in the new namespace, then runs the rest of the
-/// arguments; exit 99 when no mount works.
-const SCRIPT: &str = r#"
-upper=$1; work=$2; etc=$3; shift 3
-if ! mount -t overlay overlay -o "lowerdir=/etc,upperdir=$upper,workdir=$work" /etc 2>/dev/null; then
-    mount --bind "$etc" /etc 2>/dev/null || { echo "cannot mount over /etc" >&2; exit 99; }
-fi
-exec "$@"
-"#;
-
-fn chmod(p: &Path, mode: u32) {
-    fs::set_permissions(p, fs::Permissions::from_mode(mode)).expect("chmod");
-}
 
 fn have(prog: &str, arg: &str) -> bool {
     Command::new(prog).arg(arg).output().is_ok()
 }
 
-struct Setup {
-    s: Scratch,
-    upper: PathBuf,
-    work: PathBuf,
-    etc: PathBuf,
-    logs: PathBuf,
-    hostile: PathBuf,
-}
-
-fn setup() -> Result<Setup, String> {
+fn setup() -> Result<Install, String> {
     if !is_root() {
         return Err("needs root (setuid/setcap copies, unshare -m, mount)".into());
     }
@@ -57,82 +37,31 @@ fn setup() -> Result<Setup, String> {
             return Err(format!("{p} is not installed"));
         }
     }
-    let s = Scratch::new("tsecure");
-    chmod(&s.dir, 0o755);
-    let libcopy = s.path("libforkguard.so");
-    fs::copy(lib(), &libcopy).expect("copy library");
-    chmod(&libcopy, 0o755);
-    let logs = s.path("logs");
-    fs::create_dir(&logs).expect("mkdir logs");
-    chmod(&logs, 0o777);
-    let system_cfg = format!(
-        "version = 1\n[settings]\nlog = \"{}\"\n\n[[call]]\nphase = \"prepare\"\nsymbol = \"fgt_prepare\"\noptional = true\n",
-        logs.join("system.log").display()
-    );
-    let preload = format!("{}\n", libcopy.display());
-    let upper = s.path("upper");
-    let etc = s.path("etc");
-    for d in [&upper, &etc] {
-        fs::create_dir_all(d.join("forkguard")).expect("mkdir");
-        chmod(d, 0o755);
-        chmod(&d.join("forkguard"), 0o755);
-        write_mode(&d.join("ld.so.preload"), &preload, 0o644);
-        write_mode(&d.join("forkguard/forkguard.toml"), &system_cfg, 0o644);
-    }
-    if Path::new("/etc/ld.so.cache").exists() {
-        let _ = fs::copy("/etc/ld.so.cache", etc.join("ld.so.cache"));
-    }
-    let work = s.path("work");
-    fs::create_dir(&work).expect("mkdir work");
-    // A valid hostile config (root's, 0644: accepted outside secure mode)
-    // that would log elsewhere and call another function.
-    let hostile = s.config(
-        "hostile.toml",
-        &format!(
-            "version = 1\n[settings]\nlog = \"{}\"\n\n[[call]]\nphase = \"prepare\"\nsymbol = \"fgt_prepare2\"\n",
-            logs.join("hostile-config.log").display()
-        ),
-    );
-    Ok(Setup {
-        s,
-        upper,
-        work,
-        etc,
-        logs,
-        hostile,
-    })
+    Ok(install(Scratch::new("tsecure")))
 }
 
 /// A copy of `forker` made privileged by `how`: "setuid", "setgid", "setcap"
 /// or "plain" (the control).
-fn privileged_copy(u: &Setup, how: &str) -> Result<PathBuf, String> {
-    let p = u.s.path(&format!("forker-{how}"));
-    fs::copy(fixture("forker"), &p).expect("copy fixture");
-    match how {
-        "setuid" => {
-            // Owned by `daemon` (uid 1): nobody gains a uid it does not have.
-            std::os::unix::fs::chown(&p, Some(1), Some(0)).expect("chown");
-            chmod(&p, 0o4755);
+fn privileged_copy(u: &Install, how: &str) -> Result<PathBuf, String> {
+    let name = format!("forker-{how}");
+    let p = match how {
+        // Owned by `daemon` (uid 1): nobody gains a uid it does not have.
+        "setuid" => u.forker_copy(&name, Some((1, 0)), 0o4755),
+        "setgid" => u.forker_copy(&name, Some((0, 1)), 0o2755),
+        _ => u.forker_copy(&name, None, 0o755),
+    };
+    if how == "setcap" {
+        let out = Command::new("setcap")
+            .args(["cap_net_bind_service+ep"])
+            .arg(&p)
+            .output()
+            .map_err(|e| format!("setcap: {e} (apt-get install libcap2-bin)"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "setcap failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
         }
-        "setgid" => {
-            std::os::unix::fs::chown(&p, Some(0), Some(1)).expect("chgrp");
-            chmod(&p, 0o2755);
-        }
-        "setcap" => {
-            chmod(&p, 0o755);
-            let out = Command::new("setcap")
-                .args(["cap_net_bind_service+ep"])
-                .arg(&p)
-                .output()
-                .map_err(|e| format!("setcap: {e} (apt-get install libcap2-bin)"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "setcap failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
-        }
-        _ => chmod(&p, 0o755),
     }
     Ok(p)
 }
@@ -140,54 +69,31 @@ fn privileged_copy(u: &Setup, how: &str) -> Result<PathBuf, String> {
 /// Runs `prog fork` as nobody under strace in the namespace, with the hostile
 /// environment. Returns the outcome and the strace output; None when the
 /// mounts were impossible.
-fn run_traced(u: &Setup, prog: &Path, tag: &str, disable: bool) -> Option<(Outcome, String)> {
-    let trace = u.logs.join("trace");
-    let _ = fs::remove_file(&trace);
+fn run_traced(u: &Install, prog: &Path, tag: &str, disable: bool) -> Option<(Outcome, String)> {
     for f in ["system.log", "hostile-env.log", "hostile-config.log"] {
         let _ = fs::remove_file(u.logs.join(f));
     }
-    write_mode(&u.logs.join("system.log"), "", 0o666);
+    fresh_log(&u.logs.join("system.log"));
     let st = u.s.path(&format!("strace-{tag}.txt"));
-    let mut cmd = Command::new("unshare");
-    clean_env(&mut cmd);
-    cmd.args(["-m", "sh", "-c", SCRIPT, "sh"])
-        .arg(&u.upper)
-        .arg(&u.work)
-        .arg(&u.etc)
-        .args([
-            "strace",
-            "-f",
-            "-qq",
-            "-s",
-            "1024",
-            "-e",
-            "trace=execve,open,openat,openat2,stat,newfstatat,statx,access,faccessat,faccessat2",
-            "-o",
-        ])
-        .arg(&st)
-        .args([
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--",
-            "env",
-        ])
-        .arg(format!("FGT_TRACE={}", trace.display()))
-        .arg(format!("FORKGUARD_CONFIG={}", u.hostile.display()))
-        .arg(format!(
-            "FORKGUARD_LOG={}",
-            u.logs.join("hostile-env.log").display()
-        ))
-        .arg(format!("FORKGUARD_DISABLE={}", u8::from(disable)))
-        .arg(prog)
-        .arg("fork")
-        .current_dir(&u.logs);
-    let out = run(&u.s, cmd, TIMEOUT);
-    if out.code() == Some(99) {
-        eprintln!("SKIPPED secure-mode test: {}", out.stderr.trim());
-        return None;
-    }
+    let mut strace: Vec<OsString> = [
+        "strace",
+        "-f",
+        "-qq",
+        "-s",
+        "1024",
+        "-e",
+        "trace=execve,open,openat,openat2,stat,newfstatat,statx,access,faccessat,faccessat2",
+        "-o",
+    ]
+    .map(OsString::from)
+    .into();
+    strace.push(st.clone().into());
+    let env = [
+        format!("FORKGUARD_CONFIG={}", u.hostile.display()),
+        format!("FORKGUARD_LOG={}", u.logs.join("hostile-env.log").display()),
+        format!("FORKGUARD_DISABLE={}", u8::from(disable)),
+    ];
+    let out = u.run_as_nobody(&strace, prog, &env)?;
     let text = fs::read_to_string(&st).unwrap_or_default();
     Some((out, text))
 }
@@ -214,12 +120,8 @@ fn touches(strace: &str, prog: &Path, path: &Path) -> Vec<String> {
 
 #[test]
 fn every_secure_execution_kind_ignores_the_environment() {
-    let u = match setup() {
-        Ok(u) => u,
-        Err(why) => {
-            eprintln!("SKIPPED secure-mode test: {why}");
-            return;
-        }
+    let Some(u) = or_skip(setup()) else {
+        return;
     };
     // Control: the plain copy opens the hostile config (strace sees it) and
     // applies it instead of the system one.
@@ -233,7 +135,7 @@ fn every_secure_execution_kind_ignores_the_environment() {
         !opened.is_empty(),
         "control: the plain program should open the hostile config:\n{st}"
     );
-    let t = Trace::read(&u.logs.join("trace"));
+    let t = u.trace();
     assert_eq!(
         (t.count("prepare"), t.count("prepare2")),
         (0, 1),
@@ -257,7 +159,7 @@ fn every_secure_execution_kind_ignores_the_environment() {
             failures.push(format!("[{how}] failed: {:?}\n{}", out.status, out.dump()));
             continue;
         }
-        let t = Trace::read(&u.logs.join("trace"));
+        let t = u.trace();
         if t.count("prepare") != 1 || t.count("prepare2") != 0 {
             failures.push(format!(
                 "[{how}] expected the system config only (FORKGUARD_DISABLE and FORKGUARD_CONFIG ignored):\n{}\n{}",
@@ -298,12 +200,8 @@ fn every_secure_execution_kind_ignores_the_environment() {
 /// group-writable, is refused with one line and the program runs unguarded.
 #[test]
 fn secure_mode_refuses_a_system_config_that_is_not_roots_alone() {
-    let u = match setup() {
-        Ok(u) => u,
-        Err(why) => {
-            eprintln!("SKIPPED secure-mode test: {why}");
-            return;
-        }
+    let Some(u) = or_skip(setup()) else {
+        return;
     };
     let prog = privileged_copy(&u, "setuid").expect("setuid copy");
     let sys_cfgs = [
@@ -339,7 +237,7 @@ fn secure_mode_refuses_a_system_config_that_is_not_roots_alone() {
             .lines()
             .filter(|l| l.starts_with("forkguard:"))
             .collect();
-        let t = Trace::read(&u.logs.join("trace"));
+        let t = u.trace();
         // strace, setpriv and env (root, not secure) load the library from
         // /etc/ld.so.preload too and refuse the same file: each process
         // prints the same one line.
@@ -363,10 +261,6 @@ fn secure_mode_refuses_a_system_config_that_is_not_roots_alone() {
         return;
     };
     out.assert_success();
-    assert_eq!(
-        Trace::read(&u.logs.join("trace")).count("prepare"),
-        1,
-        "control"
-    );
+    assert_eq!(u.trace().count("prepare"), 1, "control");
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

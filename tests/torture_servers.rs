@@ -8,7 +8,7 @@ mod common;
 mod fd_support;
 
 use common::{Log, Scratch};
-use fd_support::{skip, which, Server};
+use fd_support::{pg_bin_dirs, postgres_user, skip, which, Server};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
@@ -283,26 +283,6 @@ fn redis_writes_survive_repeated_bgsave_under_load() {
 }
 
 // ----------------------------------------------------------- PostgreSQL --
-
-fn pg_bin_dirs() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.path().join("bin"))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v.reverse();
-    v
-}
-
-fn postgres_user() -> Option<(u32, u32)> {
-    let text = std::fs::read_to_string("/etc/passwd").ok()?;
-    let line = text.lines().find(|l| l.starts_with("postgres:"))?;
-    let f: Vec<&str> = line.split(':').collect();
-    Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
-}
 
 #[test]
 fn postgres_pgbench_new_connection_per_transaction() {

@@ -410,6 +410,30 @@ pub fn clean_env(cmd: &mut Command) {
     }
 }
 
+/// Command words that run the rest of a command line as `nobody` (uid and
+/// gid 65534, no supplementary groups): `setpriv` switches, then execs
+/// `env`, so `NAME=VALUE` words may come first.
+pub const AS_NOBODY: [&str; 6] = [
+    "setpriv",
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    "--",
+    "env",
+];
+
+/// `program arg` run as `nobody` through [`AS_NOBODY`], with forkguard
+/// preloaded into `program` only (setpriv and env run unguarded). The
+/// caller cleans and completes the environment.
+pub fn preloaded_as_nobody(program: &Path, arg: &str) -> Command {
+    let mut cmd = Command::new(AS_NOBODY[0]);
+    cmd.args(&AS_NOBODY[1..])
+        .arg(format!("LD_PRELOAD={}", lib().display()))
+        .arg(program)
+        .arg(arg);
+    cmd
+}
+
 /// `guarded` for a compiled C fixture with its arguments.
 pub fn fixture_cmd(scratch: &Scratch, name: &str, args: &[&str], config: &Path) -> Command {
     let mut cmd = guarded(scratch, fixture(name), config);

@@ -248,6 +248,29 @@ pub fn which(name: &str, extra_dirs: &[std::path::PathBuf]) -> Option<std::path:
         .find(|p| p.is_file())
 }
 
+/// PostgreSQL's `bin` directories (Debian's `/usr/lib/postgresql/VERSION/bin`),
+/// newest version first.
+pub fn pg_bin_dirs() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v.reverse();
+    v
+}
+
+/// uid and gid of the `postgres` account (the server refuses to run as root).
+pub fn postgres_user() -> Option<(u32, u32)> {
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    let line = text.lines().find(|l| l.starts_with("postgres:"))?;
+    let f: Vec<&str> = line.split(':').collect();
+    Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
+}
+
 /// A server process in its own process group, killed on drop.
 pub struct Server {
     pub child: std::process::Child,

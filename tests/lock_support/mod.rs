@@ -1,13 +1,16 @@
 //! Helpers for the `[[lock]]` and `[[zero]]` tests: the C fixtures
 //! `tests/c/lock_*.c` (built here, with the flags each needs: the static
-//! symbol tests need a program without `-rdynamic`), configs, and the
-//! `result k=v ...` line every fixture prints.
+//! symbol tests need a program without `-rdynamic`), configs, the
+//! `result k=v ...` line every fixture prints, and the runs every test
+//! repeats: without forkguard (must hang), and with a config (all children
+//! must take the lock).
 
 #![allow(dead_code)]
 
-use crate::common::{self, Outcome, Scratch};
+use crate::common::{self, Log, Outcome, Scratch};
 use std::collections::HashMap;
 use std::fs;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -203,4 +206,93 @@ pub fn config_errors(out: &Outcome) -> Vec<String> {
         .filter(|l| l.starts_with("forkguard:"))
         .map(str::to_string)
         .collect()
+}
+
+/// Runs `program args` without forkguard and asserts that both children
+/// hung (`ok=0 hung=2`; `args` ask for two forks and a watchdog): the
+/// fixture reproduces the deadlock, so the checks with forkguard can fail.
+#[track_caller]
+pub fn assert_hangs_without_forkguard(s: &Scratch, program: &Path, args: &[&str], what: &str) {
+    let r = result(s, plain(s, program, args));
+    assert_eq!(
+        (r.get("ok"), r.get("hung")),
+        ("0", "2"),
+        "{what}: the fixture must hang without forkguard\n{}",
+        r.out.dump()
+    );
+}
+
+/// A run with forkguard: its result line (through `Deref`) and the log
+/// file its config names.
+pub struct Guarded {
+    pub r: Result_,
+    pub log_path: PathBuf,
+}
+
+impl Deref for Guarded {
+    type Target = Result_;
+
+    fn deref(&self) -> &Result_ {
+        &self.r
+    }
+}
+
+/// Runs `program args` to completion with forkguard and `config(log, body)`
+/// as its config, written as `{tag}.toml` and logging to `{tag}.log` in the
+/// scratch dir.
+pub fn run_guarded(s: &Scratch, tag: &str, body: &str, program: &Path, args: &[&str]) -> Guarded {
+    let log_path = s.path(&format!("{tag}.log"));
+    let text = config(&log_path, body);
+    let r = result(s, guarded(s, &format!("{tag}.toml"), &text, program, args));
+    Guarded { r, log_path }
+}
+
+/// `run_guarded`, and forkguard must have accepted the config.
+#[track_caller]
+pub fn run_accepted(s: &Scratch, tag: &str, body: &str, program: &Path, args: &[&str]) -> Guarded {
+    let g = run_guarded(s, tag, body, program, args);
+    g.out.assert_config_accepted();
+    g
+}
+
+impl Guarded {
+    /// Asserts every one of `n` children took the lock: `ok=n hung=0
+    /// failed=0`. `what` names the case in the message.
+    #[track_caller]
+    pub fn assert_all_ok(&self, n: &str, what: &str) {
+        let first = self
+            .kv
+            .get("first")
+            .map(|f| format!(" (first failure {f})"))
+            .unwrap_or_default();
+        assert_eq!(
+            (self.get("ok"), self.get("hung"), self.get("failed")),
+            (n, "0", "0"),
+            "{what}{first}\n{}\n--- log ---\n{}",
+            self.out.dump(),
+            self.log().raw
+        );
+    }
+
+    /// forkguard's log of the run, as written (nothing checked).
+    pub fn log(&self) -> Log {
+        Log::read(&self.log_path)
+    }
+
+    /// `log`, asserting every fork and child line in it parses (SPEC §5).
+    #[track_caller]
+    pub fn parsed_log(&self) -> Log {
+        let l = self.log();
+        l.assert_all_parse();
+        l
+    }
+
+    /// The one `forkguard:` line the run printed; panics unless there is
+    /// exactly one.
+    #[track_caller]
+    pub fn only_config_error(&self) -> String {
+        let mut errs = config_errors(&self.out);
+        assert_eq!(errs.len(), 1, "{}", self.out.dump());
+        errs.remove(0)
+    }
 }
