@@ -348,6 +348,11 @@ EOF
 write_configs() {
     local k
     echo "version = 1" >"$BUILD/empty.toml"
+    # The servers' config without `programs`: it applies to every program,
+    # so start-up shows what an active config costs (parse, symbols, every
+    # libc function bound at load).
+    write_server_config any "$BUILD/active.toml"
+    sed -i '/^\[settings\]$/d; /^programs = /d' "$BUILD/active.toml"
     for k in 1 4 16; do
         write_calls_config "$k" "$BUILD/calls-$k.toml"
         write_locks_config "$k" "$BUILD/locks-$k.toml"
@@ -414,6 +419,7 @@ define_variants() {
     def_variant minimal "minimal C interposer" 0 "LD_PRELOAD=$BUILD/minimal_interposer.so"
     def_variant fg_noconf "forkguard, no config" 0 "LD_PRELOAD=$LIB"
     def_variant fg_empty "forkguard, empty config" 0 "LD_PRELOAD=$LIB" "FORKGUARD_CONFIG=$BUILD/empty.toml"
+    def_variant fg_active "forkguard, active config (stdio lock, listen fd)" 0 "LD_PRELOAD=$LIB" "FORKGUARD_CONFIG=$BUILD/active.toml"
     # Control: what one more environment variable costs a program's start
     # (ld.so scans the environment, bash imports it), the same length as
     # FORKGUARD_CONFIG=.../empty.toml.
@@ -556,7 +562,7 @@ declare -A R
 
 # shellcheck disable=SC2016 # backquotes in single quotes are Markdown
 section_startup_callgrind() {
-    local -a vs=(plain plain_var minimal fg_noconf fg_empty)
+    local -a vs=(plain plain_var minimal fg_noconf fg_empty fg_active)
     has_variant fg_real && vs+=(fg_real_nc fg_real)
     local p v a b
     log "start-up, callgrind"
@@ -601,7 +607,7 @@ section_startup_callgrind() {
 }
 
 section_startup_wall() {
-    local -a vs=(plain minimal fg_noconf fg_empty)
+    local -a vs=(plain minimal fg_noconf fg_empty fg_active)
     has_variant fg_real && vs+=(fg_real_nc fg_real)
     local r p v out
     local -a progs=("/bin/true" "/bin/bash -c :")
@@ -1495,7 +1501,11 @@ write_report() {
     md "- Start-up of \`/bin/true\`: $(fmt_int "$base") instructions alone;" \
         "the minimal C interposer adds $(fmt_delta "$(calc "${R[cgstart/$p/minimal]} - $base")")," \
         "forkguard without a config $(fmt_delta "$(calc "${R[cgstart/$p/fg_noconf]} - $base")")," \
-        "with an empty config $(fmt_delta "$(calc "${R[cgstart/$p/fg_empty]} - $base")")."
+        "with an empty config $(fmt_delta "$(calc "${R[cgstart/$p/fg_empty]} - $base")")," \
+        "with a config that applies to it (a stdio lock, a listen fd action)" \
+        "$(fmt_delta "$(calc "${R[cgstart/$p/fg_active]} - $base")");" \
+        "over the floor (the minimal interposer): $(fmt_delta "$(calc "${R[cgstart/$p/fg_noconf]} - ${R[cgstart/$p/minimal]}")")," \
+        "$(fmt_delta "$(calc "${R[cgstart/$p/fg_empty]} - ${R[cgstart/$p/minimal]}")") (target: +30,000 each)."
     if has_variant fg_real; then
         md "- Start-up of \`/bin/true\` with config/forkguard.toml, which does not apply to it:" \
             "$(fmt_delta "$(calc "${R[cgstart/$p/fg_real_nc]} - $base")") instructions parsing it," \
@@ -1508,7 +1518,8 @@ write_report() {
         "and $(fmt_f "$(calc "${R[cgfork/0/fg_calls4]} - ${R[cgfork/0/plain]}")" 0) with 4 call actions," \
         "where hand-written pthread_atfork handlers add $(fmt_f "$(calc "${R[cgfork/0/atfork4]} - ${R[cgfork/0/plain]}")" 0)."
     md "- Wall clock per fork (fork + \`_exit\` + \`waitpid\`): $(fmt_f "${R[wfork_med/0/plain]}" 0) µs alone," \
-        "$(fmt_f "${R[wfork_med/0/fg_calls4]}" 0) µs with forkguard and 4 calls;" \
+        "$(fmt_f "${R[wfork_med/0/fg_calls4]}" 0) µs with forkguard and 4 calls" \
+        "(page faults per fork, parent / child: ${R[wfork_flt/0/plain]:-?} alone, ${R[wfork_flt/0/fg_calls4]:-?} with 4 calls);" \
         "with ${MEM_SIZES[-1]} MiB allocated $(fmt_int "${R[wfork_med/${MEM_SIZES[-1]}/plain]}") µs" \
         "and $(fmt_int "${R[wfork_med/${MEM_SIZES[-1]}/fg_calls4]}") µs (noisy: see the spread)."
     md "- Memory: peak RSS of \`/bin/true\` $(fmt_int "${R[rss_med/$p/plain]}") KiB alone," \
