@@ -83,6 +83,7 @@ if ((QUICK)); then
     MEM_SIZES=(10 1024)
     CHILD_ROUNDS=2     # alternating rounds of the child-phase runs
     SERVER_ROUNDS=3    # alternating rounds of each server benchmark
+    BASH_ROUNDS=3      # alternating rounds of the bash loop
     PG_SECONDS=4       # pgbench -T per run
 else
     MODE="full"
@@ -93,6 +94,9 @@ else
     MEM_SIZES=(10 100 1024)
     CHILD_ROUNDS=3
     SERVER_ROUNDS=5
+    # The bash loop's difference is a few % of a noisy wall clock: more
+    # rounds (about 4 s each) for a steadier median.
+    BASH_ROUNDS=11
     PG_SECONDS=10
 fi
 FD_COUNTS=(10 1000 15000) # open descriptors for the close benchmarks (hard limit here: 20,000)
@@ -1163,7 +1167,7 @@ server_rows() {
 server_bash() {
     local cfg=$BUILD/server-bash.toml r v t0 t1
     local loop="for ((i = 0; i < $BASH_LOOPS; i++)); do ( : ); x=\$(:); done"
-    log "servers: bash loop of $BASH_LOOPS subshells and command substitutions, $SERVER_ROUNDS rounds"
+    log "servers: bash loop of $BASH_LOOPS subshells and command substitutions, $BASH_ROUNDS rounds"
     def_variant srv_bash_plain "no preload" 0
     def_variant srv_bash_fg "forkguard" 0 "LD_PRELOAD=$LIB" "FORKGUARD_CONFIG=$cfg"
     verify_actions srv_bash_fg /bin/bash -c '( : )'
@@ -1178,7 +1182,7 @@ server_bash() {
     R[srv_own/bash]=$(stats "${ph[@]}" | cut -d' ' -f1)
     mapfile -t ph < <(json_values "$logf" child phase_us)
     R[srv_own_child/bash]=$(stats "${ph[@]}" | cut -d' ' -f1)
-    for ((r = 0; r < SERVER_ROUNDS; r++)); do
+    for ((r = 0; r < BASH_ROUNDS; r++)); do
         local -a order=()
         mapfile -t order < <(rotated "$r" plain fg)
         for v in "${order[@]}"; do

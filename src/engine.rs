@@ -261,8 +261,13 @@ fn begin(rt: &Runtime, via: Via, st: &mut ForkState, mode: u8) -> Result<(), c_i
         st.errno = sys::errno_ptr();
     }
     st.via = via;
-    st.parent_pid = sys::getpid();
     st.timing = !matches!(rt.log, LogTarget::Off);
+    // The forking process's pid is a system call: asked only when
+    // something uses it (the log, parent_death_signal, a reopen's `%P`,
+    // daemon's "which process am I").
+    if rt.needs_parent_pid || st.timing || via == Via::Daemon {
+        st.parent_pid = sys::getpid();
+    }
     if st.timing {
         if !rt.audit {
             banner(rt);

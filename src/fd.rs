@@ -173,10 +173,17 @@ pub fn label(f: &FdAction) -> String {
     }
 }
 
-/// What `%p` and `%P` expand to.
+/// What `%p` and `%P` expand to: the child's pid is asked for only when a
+/// template needs it (a system call per fork otherwise).
 struct Ids {
-    pid: libc::pid_t,
     parent: libc::pid_t,
+}
+
+impl FdAction {
+    /// Does this action need the forking process's pid (`%P`)?
+    pub fn uses_parent_pid(&self) -> bool {
+        matches!(&self.op, Op::Reopen(r) if r.template.windows(2).any(|w| w == b"%P"))
+    }
 }
 
 /// Child: apply every fd action, in declaration order. Each action counts
@@ -186,7 +193,6 @@ struct Ids {
 #[link_section = ".text.fg_hot"]
 pub fn child(rt: &Runtime, st: &ForkState, t: &mut Tally) {
     let ids = Ids {
-        pid: sys::getpid(),
         parent: st.parent_pid,
     };
     for (i, a) in rt.actions.iter().enumerate() {
@@ -493,7 +499,7 @@ fn expand(template: &[u8], ids: &Ids, out: &mut Buf<PATH_BUF>) -> Result<(), c_i
         }
         match it.next() {
             Some(b'p') => {
-                out.i64(i64::from(ids.pid));
+                out.i64(i64::from(sys::getpid()));
             }
             Some(b'P') => {
                 out.i64(i64::from(ids.parent));

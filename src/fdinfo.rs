@@ -45,6 +45,7 @@ pub fn for_each_fd(from: c_int, mut f: impl FnMut(c_int)) -> bool {
 /// A number no open descriptor reaches: the size of the process's
 /// descriptor table (the kernel's `max_fds`), found by doubling from 64 up
 /// to [`POLL_SCAN_MAX`]; None above that. Async-signal-safe.
+/// Costs one system call per doubling, and one more at the end.
 ///
 /// The table is sized in powers of two (64, 128, 256, ...; a child's is cut
 /// to fit its highest descriptor), and every open descriptor is below its
@@ -58,7 +59,9 @@ pub fn for_each_fd(from: c_int, mut f: impl FnMut(c_int)) -> bool {
 pub fn table_bound() -> Option<c_int> {
     let mut x: c_int = 64;
     while x <= POLL_SCAN_MAX {
-        if !is_open(x) && select_accepts(x) {
+        // One system call per step in the usual case (x below the size and
+        // not open: EBADF); the second only when select accepts x.
+        if select_accepts(x) && !is_open(x) {
             return Some(x);
         }
         x = x.checked_mul(2)?;

@@ -56,6 +56,9 @@ pub struct Runtime {
     /// Some action is an fd action (the child phase's largest stack user,
     /// called only then).
     pub has_fd: bool,
+    /// Some action needs the forking process's pid after the fork
+    /// (`parent_death_signal`, a `reopen` template's `%P`, audit).
+    pub needs_parent_pid: bool,
     /// The loader generation every symbol was last resolved in.
     pub symbols_generation: AtomicU64,
 }
@@ -255,6 +258,10 @@ pub fn build(
         format!(" config {}: {n} action{s} for {prog}", plan.file)
     };
     let has_fd = actions.iter().any(|a| matches!(a.kind, RtKind::Fd(_)));
+    let needs_parent_pid = actions.iter().any(|a| match &a.kind {
+        RtKind::Fd(f) => f.uses_parent_pid(),
+        _ => false,
+    }) || child.as_ref().is_some_and(|c| c.parent_death_signal != 0);
     Ok(Runtime {
         log,
         json,
@@ -267,6 +274,7 @@ pub fn build(
         banner_done: AtomicBool::new(false),
         has_symbols,
         has_fd,
+        needs_parent_pid,
         symbols_generation: AtomicU64::new(generation),
     })
 }
