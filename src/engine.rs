@@ -140,6 +140,9 @@ pub struct ForkState {
     pub scratch: [u8; MAX_ACTIONS],
     /// Shared page for `handshake_timeout_ms` (null when off).
     handshake: *mut AtomicU32,
+    /// Fallback path, when logging: the newest child before the fork
+    /// (`Err` when /proc could not tell), to tell a failed fork apart.
+    prev_child: Result<Option<pid_t>, ()>,
 }
 
 impl ForkState {
@@ -156,6 +159,7 @@ impl ForkState {
             prepare: Tally::new(),
             scratch: [0; MAX_ACTIONS],
             handshake: core::ptr::null_mut(),
+            prev_child: Err(()),
         }
     }
 }
@@ -493,6 +497,9 @@ extern "C" fn atfork_prepare() {
     // glibc forks whatever prepare says: a lock that cannot be taken is
     // reported, and the fork goes on.
     let _ = begin(rt, Via::Atfork, st, FALLBACK);
+    if st.timing {
+        st.prev_child = newest_child();
+    }
     sys::set_errno(err);
 }
 
@@ -510,21 +517,35 @@ fn atfork_after(pid_is_child: bool) {
     let err = sys::errno();
     // SAFETY: as in atfork_prepare.
     let st = unsafe { &mut *ts.fallback.get() };
-    // Fork handlers are not told the child's pid: the parent finds its
-    // newest child in /proc (0 in the log if it cannot).
-    let pid = if pid_is_child {
-        0
+    // Fork handlers are not told the child's pid (or whether the clone
+    // failed): the parent finds its newest child in /proc. No new child
+    // since prepare means the fork failed, and then glibc has left the
+    // clone's errno in place. 0 in the log when /proc cannot tell.
+    let (pid, fork_err) = if pid_is_child {
+        (0, 0)
+    } else if !st.timing {
+        // Nothing reports it: the parent phase needs no pid.
+        (i32::MAX, 0)
     } else {
-        newest_child().unwrap_or(i32::MAX)
+        match (newest_child(), st.prev_child) {
+            (Ok(Some(now)), before) if before != Ok(Some(now)) => (now, 0),
+            (Ok(now), Ok(before)) if now == before => (-1, err),
+            _ => (i32::MAX, 0),
+        }
     };
-    finish(rt, st, pid, 0);
+    finish(rt, st, pid, fork_err);
     sys::set_errno(err);
 }
 
-/// The last pid in /proc/self/task/TID/children: the kernel appends new
-/// children, and the one just forked has not been reaped yet.
+/// The last pid in /proc/self/task/TID/children (`Ok(None)`: no child;
+/// `Err`: unreadable): the kernel appends new children, and the one just
+/// forked has not been reaped yet.
 #[inline(never)]
-fn newest_child() -> Option<pid_t> {
+fn newest_child() -> Result<Option<pid_t>, ()> {
+    newest_child_of_text().map(|p| p.filter(|&p| p > 0))
+}
+
+fn newest_child_of_text() -> Result<Option<pid_t>, ()> {
     let mut path = Buf::<64>::new();
     path.str("/proc/self/task/")
         .i64(i64::from(sys::gettid()))
@@ -532,7 +553,7 @@ fn newest_child() -> Option<pid_t> {
         .byte(0);
     let fd = sys::open_bytes(path.as_bytes(), libc::O_RDONLY | libc::O_CLOEXEC, 0);
     if fd < 0 {
-        return None;
+        return Err(());
     }
     let mut buf = [0u8; 4096];
     let mut len = 0usize;
@@ -550,17 +571,21 @@ fn newest_child() -> Option<pid_t> {
         len += n as usize;
     }
     sys::close(fd);
-    let text = buf.get(..len)?;
-    let last = text
+    let text = buf.get(..len).ok_or(())?;
+    let Some(last) = text
         .split(|&b| b == b' ' || b == b'\n')
-        .rfind(|w| !w.is_empty())?;
+        .rfind(|w| !w.is_empty())
+    else {
+        return Ok(None);
+    };
     let mut pid: pid_t = 0;
     for &b in last {
         pid = pid
-            .checked_mul(10)?
-            .checked_add(pid_t::from(b.checked_sub(b'0').filter(|d| *d <= 9)?))?;
+            .checked_mul(10)
+            .and_then(|p| p.checked_add(pid_t::from(b.checked_sub(b'0').filter(|d| *d <= 9)?)))
+            .ok_or(())?;
     }
-    (pid > 0).then_some(pid)
+    Ok(Some(pid))
 }
 
 #[link_section = ".text.fg_hot"]

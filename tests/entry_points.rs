@@ -401,3 +401,33 @@ fn failed_fork_keeps_errno_and_still_runs_parent_phase() {
     assert_phase(&line, "parent", 1, 0);
     assert!(log.children().is_empty());
 }
+
+/// The atfork fallback is not told the fork's result: it tells a failed
+/// fork by the absence of a new child in /proc, and reports glibc's errno.
+#[test]
+fn failed_dunder_fork_is_reported_by_the_fallback() {
+    let s = Scratch::new("dunderfail");
+    let cfg = setup(&s, "", "");
+    let out = run(
+        &s,
+        fixture_cmd(&s, "forker", &["fail__fork"], &cfg),
+        TIMEOUT,
+    );
+    out.assert_success().assert_config_accepted();
+    assert!(
+        out.stdout.contains("fork=-1 errno=11"),
+        "__fork did not fail with EAGAIN:\n{}",
+        out.dump()
+    );
+    let t = s.trace();
+    let parent = t.one("main-before").pid();
+    assert_eq!(t.one("prepare").pid(), parent, "prepare:\n{}", t.raw);
+    assert_eq!(t.one("parent").pid(), parent, "parent:\n{}", t.raw);
+    assert_eq!(t.count("child"), 0, "no child phase:\n{}", t.raw);
+    let log = Log::read(&s.path("fg.log"));
+    assert!(
+        log.raw.contains("fork -> -1 (EAGAIN) via atfork: "),
+        "the fallback's line should read `fork -> -1 (EAGAIN) via atfork: ...`:\n{}",
+        log.raw
+    );
+}

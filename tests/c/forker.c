@@ -8,6 +8,7 @@
  *   forker nested     fork; the child forks a grandchild
  *   forker threads N ITER   N threads fork ITER times each at once
  *   forker fail       install a seccomp filter that makes fork fail, then fork
+ *   forker fail__fork the same with __fork (forkguard's atfork fallback)
  *
  * Everything is recorded as lines in $FGT_TRACE (see trace.h): the phase
  * calls write "prepare PID" and so on; the program itself writes
@@ -286,7 +287,7 @@ static int install_fork_failure(void)
     return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
 }
 
-static int do_fail(void)
+static int do_fail(int use_dunder)
 {
     if (install_fork_failure() != 0) {
         perror("forker: seccomp");
@@ -295,7 +296,7 @@ static int do_fail(void)
     set_caller_mask();
     fgt_trace("main-before");
     errno = EDOM;
-    pid_t pid = fork();
+    pid_t pid = use_dunder ? __fork() : fork();
     int e = errno;
     long v[4] = {getpid(), pid, e, caller_mask_intact()};
     fgt_trace_nums("fork-failed", v, 4);
@@ -330,7 +331,9 @@ int main(int argc, char **argv)
     if (!strcmp(mode, "threads"))
         return do_threads(argc > 2 ? atoi(argv[2]) : 2, argc > 3 ? atoi(argv[3]) : 100);
     if (!strcmp(mode, "fail"))
-        return do_fail();
+        return do_fail(0);
+    if (!strcmp(mode, "fail__fork"))
+        return do_fail(1);
     fprintf(stderr, "forker: unknown mode %s\n", mode);
     return 2;
 }
