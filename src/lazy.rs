@@ -82,6 +82,11 @@ mod imp {
         }
     }
 
+    pub fn first_definition(name: &[u8]) -> Option<(usize, usize)> {
+        super::scope::prepare();
+        super::scope::lookup_any(name)
+    }
+
     /// For `forkguard check`: every lazily bound name looked up both ways;
     /// returns how many were compared and the names whose bindings differ
     /// from `dlsym(RTLD_DEFAULT)` (or that the table could not answer).
@@ -172,6 +177,27 @@ mod scope {
             }
             _ => return None,
         }
+        walk(name, Want::Function).map(|(p, _)| p)
+    }
+
+    /// Like [`lookup`], for a function or a variable, with its size, and
+    /// without calling an IFUNC's resolver. Only once the table is built.
+    pub fn lookup_any(name: &[u8]) -> Option<(usize, usize)> {
+        if STATE.load(Ordering::Acquire) != READY {
+            return None;
+        }
+        walk(name, Want::Any)
+    }
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum Want {
+        /// A function, IFUNCs resolved (what `dlsym` gives for a function).
+        Function,
+        /// A function or a variable, as defined.
+        Any,
+    }
+
+    fn walk(name: &[u8], want: Want) -> Option<(usize, usize)> {
         let hash = gnu_hash(name);
         // SAFETY: READY: OBJECTS[..COUNT] was written before the Release
         // store this thread observed, and is never written again.
@@ -182,7 +208,7 @@ mod scope {
         for t in objects {
             // SAFETY: t describes a loaded object's tables (see build); the
             // objects loaded at start-up are never unloaded.
-            if let Some(p) = unsafe { find(t, name, hash) } {
+            if let Some(p) = unsafe { find(t, name, hash, want) } {
                 return Some(p);
             }
         }
@@ -199,7 +225,7 @@ mod scope {
     ///
     /// # Safety
     /// `t` must describe a loaded object's dynamic tables.
-    unsafe fn find(t: &Tables, name: &[u8], hash: u32) -> Option<usize> {
+    unsafe fn find(t: &Tables, name: &[u8], hash: u32, want: Want) -> Option<(usize, usize)> {
         // SAFETY: reads within the object's mapped GNU hash, symbol, string
         // and version tables, at offsets the tables themselves define.
         unsafe {
@@ -228,7 +254,7 @@ mod scope {
                 if (h2 | 1) == (hash | 1) {
                     let sym = (t.symtab as *const libc::Elf64_Sym).add(i as usize);
                     if same_name(t.strtab + (*sym).st_name as usize, name) {
-                        if let Some(p) = usable(t, &*sym, i) {
+                        if let Some(p) = usable(t, &*sym, i, want) {
                             return Some(p);
                         }
                     }
@@ -241,12 +267,20 @@ mod scope {
         }
     }
 
-    /// A defined, global or weak function in its default version: its
-    /// address (for an IFUNC, the one its resolver picks, as dlsym does).
+    /// A defined, global or weak function (or, for `Want::Any`, variable)
+    /// in its default version: its address and size (for a function wanted
+    /// as such, an IFUNC's address is the one its resolver picks, as dlsym
+    /// does).
     ///
     /// # Safety
     /// `sym` is entry `i` of `t`'s symbol table.
-    unsafe fn usable(t: &Tables, sym: &libc::Elf64_Sym, i: u32) -> Option<usize> {
+    unsafe fn usable(
+        t: &Tables,
+        sym: &libc::Elf64_Sym,
+        i: u32,
+        want: Want,
+    ) -> Option<(usize, usize)> {
+        const STT_OBJECT: u8 = 1;
         const STT_FUNC: u8 = 2;
         const STT_GNU_IFUNC: u8 = 10;
         const STB_GLOBAL: u8 = 1;
@@ -256,7 +290,11 @@ mod scope {
         if sym.st_shndx == 0 || sym.st_value == 0 {
             return None;
         }
-        if !matches!(bind, STB_GLOBAL | STB_WEAK) || !matches!(kind, STT_FUNC | STT_GNU_IFUNC) {
+        let kind_ok = match want {
+            Want::Function => matches!(kind, STT_FUNC | STT_GNU_IFUNC),
+            Want::Any => matches!(kind, STT_FUNC | STT_GNU_IFUNC | STT_OBJECT),
+        };
+        if !matches!(bind, STB_GLOBAL | STB_WEAK) || !kind_ok {
             return None;
         }
         if t.versym != 0 {
@@ -268,13 +306,14 @@ mod scope {
             }
         }
         let addr = t.base.wrapping_add(sym.st_value as usize);
-        if kind == STT_GNU_IFUNC {
+        let size = sym.st_size as usize;
+        if kind == STT_GNU_IFUNC && want == Want::Function {
             // SAFETY: an IFUNC symbol's value is its resolver; on x86_64
             // glibc calls it with no arguments (as dlsym does).
             let resolver: extern "C" fn() -> usize = unsafe { core::mem::transmute(addr) };
-            return Some(resolver());
+            return Some((resolver(), size));
         }
-        Some(addr)
+        Some((addr, size))
     }
 
     /// Does the NUL-terminated string at `p` equal `name`? Compared byte by
@@ -412,11 +451,22 @@ mod imp {
     pub fn verify() -> (usize, Vec<String>) {
         (0, Vec::new())
     }
+
+    pub fn first_definition(_name: &[u8]) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 /// Bind every lazily bound function now (parent side, at load).
 pub fn resolve_all() {
     imp::resolve_all();
+}
+
+/// The first definition of `name` in the global scope, function or
+/// variable (an IFUNC gives its resolver's address): its address and size;
+/// None when the tables cannot tell.
+pub fn first_definition(name: &[u8]) -> Option<(usize, usize)> {
+    imp::first_definition(name)
 }
 
 /// Compare the library's own lookup with `dlsym` for every lazily bound

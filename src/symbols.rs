@@ -122,7 +122,7 @@ fn lookup(lib: Option<&CStr>, name: &CStr) -> Result<Hit, Missing> {
             // SAFETY: name is NUL-terminated; RTLD_DEFAULT is a valid handle.
             let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) } as usize;
             if p != 0 {
-                return Ok(dynamic_hit(&objs, p));
+                return Ok(dynamic_hit(&objs, p, name));
             }
             for obj in &objs {
                 match elf::find_static(obj, &name_s) {
@@ -153,8 +153,8 @@ fn lookup(lib: Option<&CStr>, name: &CStr) -> Result<Hit, Missing> {
                 let copied = q != 0
                     && q != p
                     && objs.first().is_some_and(|main| main.contains(q, 1))
-                    && sym_size(q) == sym_size(p);
-                return Ok(dynamic_hit(&objs, if copied { q } else { p }));
+                    && sym_size(q, name) == sym_size(p, name);
+                return Ok(dynamic_hit(&objs, if copied { q } else { p }, name));
             }
             match elf::find_static(obj, &name_s) {
                 Ok(h) => Ok(static_hit(obj, h)),
@@ -165,8 +165,8 @@ fn lookup(lib: Option<&CStr>, name: &CStr) -> Result<Hit, Missing> {
     }
 }
 
-fn dynamic_hit(objs: &[elf::Loaded], addr: usize) -> Hit {
-    let size = sym_size(addr);
+fn dynamic_hit(objs: &[elf::Loaded], addr: usize, name: &CStr) -> Hit {
+    let size = sym_size(addr, name);
     let w = elf::object_at(objs, addr).is_some_and(|o| o.writable(addr, size));
     Hit {
         addr,
@@ -250,7 +250,16 @@ fn dynamic_in(obj: &elf::Loaded, name: &CStr) -> Option<usize> {
 }
 
 /// `st_size` of the dynamic symbol defined exactly at `addr`, or 0.
-fn sym_size(addr: usize) -> usize {
+/// The size of the symbol `name` defined at `addr` (0 if unknown): from
+/// the global scope's hash tables when the first definition there is the one
+/// at `addr` (the usual case), else with `dladdr1`, which scans the whole
+/// symbol table of the object (about 90,000 instructions in bash).
+fn sym_size(addr: usize, name: &CStr) -> usize {
+    if let Some((a, size)) = crate::lazy::first_definition(name.to_bytes()) {
+        if a == addr {
+            return size;
+        }
+    }
     const RTLD_DL_SYMENT: libc::c_int = 1;
     // SAFETY: Dl_info is plain data.
     let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
