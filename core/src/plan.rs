@@ -275,6 +275,14 @@ impl Ctx<'_> {
 impl Plan {
     /// Parse and validate a whole config file. `file` is only used in messages.
     pub fn parse(file: &str, text: &str) -> Result<Plan, ConfigError> {
+        if only_version(text) {
+            return Ok(Plan {
+                file: file.to_string(),
+                settings: Settings::default(),
+                actions: Vec::new(),
+                child: None,
+            });
+        }
         let line_starts = std::iter::once(0)
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
@@ -343,6 +351,72 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.actions.is_empty() && self.child.as_ref().is_none_or(|c| c.is_empty())
     }
+}
+
+/// A file of nothing but blank lines, comments and `version = 1` (a
+/// placeholder config, or the reference config with everything commented
+/// out): the empty plan, recognised line by line. The TOML parser spends
+/// about 17 instructions on each byte of a comment, and every process of a
+/// deployment reads its config. Anything else, including every file the
+/// parser would reject (a control character in a comment, a second
+/// `version`, another spelling of the value), goes to the parser, so errors
+/// are reported exactly as before. `tests` and `core/tests/prop_parse.rs`
+/// check it against the parser.
+fn only_version(text: &str) -> bool {
+    // One pass over the bytes (a commented-out reference config is a few
+    // KiB): a line is blanks, then optionally `version = 1`, then
+    // optionally a comment, then LF or CRLF.
+    let b = text.as_bytes();
+    let at = |i: usize| b.get(i).copied();
+    let blanks = |mut i: usize| {
+        while matches!(at(i), Some(b' ' | b'\t')) {
+            i += 1;
+        }
+        i
+    };
+    let mut version = false;
+    let mut i = 0;
+    while i < b.len() {
+        i = blanks(i);
+        if b.get(i..).is_some_and(|r| r.starts_with(b"version")) {
+            if version {
+                return false;
+            }
+            i = blanks(i + "version".len());
+            if at(i) != Some(b'=') {
+                return false;
+            }
+            i = blanks(i + 1);
+            if at(i) != Some(b'1') {
+                return false;
+            }
+            i = blanks(i + 1);
+            version = true;
+        }
+        if at(i) == Some(b'#') {
+            i += 1;
+            // TOML allows no control character but tab in a comment; the
+            // common byte costs two comparisons.
+            while let Some(&c) = b.get(i) {
+                if c < b' ' || c == 0x7f {
+                    match c {
+                        b'\t' => {}
+                        b'\n' | b'\r' => break,
+                        _ => return false,
+                    }
+                }
+                i += 1;
+            }
+        }
+        match at(i) {
+            None => {}
+            Some(b'\n') => i += 1,
+            Some(b'\r') if at(i + 1) == Some(b'\n') => i += 2,
+            // A lone CR, or anything else on the line: the parser decides.
+            Some(_) => return false,
+        }
+    }
+    version
 }
 
 fn settings(cx: &Ctx, s: RawSettings) -> Result<Settings, ConfigError> {
@@ -708,3 +782,59 @@ fn child(cx: &Ctx, c: Spanned<RawChild>) -> Result<ChildSettings, ConfigError> {
 #[cfg(test)]
 #[path = "plan_fd_tests.rs"]
 mod fd_tests;
+
+#[cfg(test)]
+mod only_version_tests {
+    /// The line-by-line path and the TOML parser agree: same plan when the
+    /// fast path takes a file, and every other file goes to the parser.
+    #[test]
+    fn only_version_agrees_with_the_parser() {
+        let empty = super::Plan {
+            file: "f".into(),
+            settings: super::Settings::default(),
+            actions: Vec::new(),
+            child: None,
+        };
+        let taken = [
+            "version = 1",
+            "version = 1\n",
+            "version=1",
+            "\t version \t=\t 1 \t# v\n",
+            "# reference config, all commented out\n\n#[[lock]]\n# symbol = \"x\"\nversion = 1\n# tail",
+            "version = 1\r\n# crlf\r\n",
+            "# é ü 你好 comments may be any text\nversion = 1",
+        ];
+        for t in taken {
+            assert!(super::only_version(t), "{t:?}");
+            // The parser, forced past the fast path by one more (empty)
+            // table, must give the same plan.
+            let full = format!("{t}\n[settings]\n");
+            assert!(!super::only_version(&full));
+            assert_eq!(super::Plan::parse("f", &full).unwrap(), empty, "{t:?}");
+            assert_eq!(super::Plan::parse("f", t).unwrap(), empty, "{t:?}");
+        }
+        let refused = [
+            "",
+            "# no version\n",
+            "version = 2",
+            "version = 12",
+            "version = 1.0",
+            "version = +1",
+            "versions = 1",
+            "\"version\" = 1",
+            "version = 1\nversion = 1",
+            "version = 1 # bad \u{1} control",
+            "version = 1\n# del \u{7f}",
+            "version = 1\r",
+            "version = 1\n[settings]",
+            "\u{feff}version = 1",
+        ];
+        for t in refused {
+            assert!(!super::only_version(t), "{t:?}");
+        }
+        // What the parser says of the refused ones stays its own.
+        assert!(super::Plan::parse("f", "version = 1 # bad \u{1} control").is_err());
+        assert!(super::Plan::parse("f", "version = 1\nversion = 1").is_err());
+        assert!(super::Plan::parse("f", "version = 2").is_err());
+    }
+}

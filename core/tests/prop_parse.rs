@@ -446,3 +446,80 @@ fn structured_generator_reaches_valid_and_invalid_configs() {
         "only {semantic} of {n} failed validation"
     );
 }
+
+/// Files of comments, blank lines and `version` lines in several spellings:
+/// what the line-by-line fast path of `Plan::parse` (an empty plan without
+/// the TOML parser) must agree on with the parser itself.
+fn comments_and_versions() -> impl Strategy<Value = String> {
+    let line = prop_oneof![
+        Just(String::new()),
+        Just("   \t".to_string()),
+        "[ \t]{0,2}#[ -~\t\u{1}\u{7f}é]{0,12}".prop_map(|s| s),
+        sel(&[
+            "version = 1",
+            "version=1",
+            " version = 1 # c",
+            "version = 2",
+            "version = 1.0",
+            "version = +1",
+            "versions = 1",
+            "\"version\" = 1",
+            "version = 1\r",
+        ]),
+    ];
+    (
+        prop::collection::vec(line, 0..8),
+        sel(&["\n", "\r\n"]),
+        any::<bool>(),
+    )
+        .prop_map(|(lines, eol, last_eol)| {
+            let mut t = lines.join(eol.as_str());
+            if last_eol {
+                t.push_str(&eol);
+            }
+            t
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Appending an empty `[settings]` table changes nothing a file of
+    /// comments and `version` lines means, and always sends it through the
+    /// TOML parser: the fast path may only answer what the parser answers.
+    #[test]
+    fn fast_path_agrees_with_the_parser(text in comments_and_versions()) {
+        // A CR at the very end would become a CRLF line end when the table
+        // is appended, changing what the file means.
+        prop_assume!(!text.ends_with('\r'));
+        let fast = Plan::parse(FILE, &text);
+        let full = Plan::parse(FILE, &format!("{text}\n[settings]\n"));
+        match (&fast, &full) {
+            (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+            (Err(_), Err(_)) => {}
+            _ => prop_assert!(false, "{:?}: fast {:?}, parser {:?}", text, fast.is_ok(), full.is_ok()),
+        }
+    }
+}
+
+/// The generator above must produce files the fast path takes (valid, empty
+/// plan) as well as files it refuses, or the property says nothing.
+#[test]
+fn comments_and_versions_reach_both_answers() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let (mut ok, mut err, n) = (0, 0, 400);
+    for _ in 0..n {
+        let text = comments_and_versions()
+            .new_tree(&mut runner)
+            .expect("tree")
+            .current();
+        match Plan::parse(FILE, &text) {
+            Ok(_) => ok += 1,
+            Err(_) => err += 1,
+        }
+    }
+    assert!(ok >= n / 20, "only {ok} of {n} were valid");
+    assert!(err >= n / 20, "only {err} of {n} were errors");
+}
