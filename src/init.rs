@@ -86,8 +86,14 @@ impl Env {
                 }
             }
         }
-        if any && secure_mode() {
-            return Env::default();
+        if any {
+            // A variable set: a config will most likely be read, which binds
+            // a dozen libc functions; the lookup table costs three `dlsym`s
+            // and makes each binding (getauxval's first) cheaper than one.
+            crate::lazy::prepare();
+            if secure_mode() {
+                return Env::default();
+            }
         }
         env
     }
@@ -230,6 +236,15 @@ pub fn init() {
         !plan.settings.programs.is_empty() || plan.actions.iter().any(|a| !a.programs.is_empty()),
     );
     if !program.matches_any(&plan.settings.programs) {
+        return;
+    }
+    // Nothing to do at any fork and nothing to log: stop before building
+    // (a placeholder config in every process of a deployment).
+    let log_off = match &log_override {
+        Some(d) => *d == LogDest::Off,
+        None => plan.settings.log == LogDest::Off,
+    };
+    if !audit && plan.is_empty() && plan.settings.handshake_timeout_ms == 0 && log_off {
         return;
     }
     match runtime::build(&plan, &program, log_override.clone(), json_env) {

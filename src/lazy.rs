@@ -462,6 +462,13 @@ pub fn resolve_all() {
     imp::resolve_all();
 }
 
+/// Build the lookup table now (see `scope`), when many bindings are about
+/// to follow.
+pub fn prepare() {
+    #[cfg(target_arch = "x86_64")]
+    scope::prepare();
+}
+
 /// The first definition of `name` in the global scope, function or
 /// variable (an IFUNC gives its resolver's address): its address and size;
 /// None when the tables cannot tell.
