@@ -332,11 +332,8 @@ fn unloaded(rt: &Runtime, a: &crate::runtime::RtAction) {
     let mut line = Line::new();
     let me = i64::from(sys::getpid());
     if rt.json {
-        line.str("{\"ts\":");
-        ts(&mut line);
-        line.str(",\"pid\":")
-            .i64(me)
-            .str(",\"event\":\"error\",\"errors\":[\"");
+        json_head(&mut line, me, "error");
+        line.str(",\"errors\":[\"");
         line.json_str(&a.label).str(": its object was unloaded\"]}");
     } else {
         line.str("forkguard[").i64(me).str("] ").push(&a.label);
@@ -664,9 +661,7 @@ fn banner(rt: &Runtime) {
     }
     let mut line = Line::new();
     if rt.json {
-        line.str("{\"ts\":");
-        ts(&mut line);
-        line.str(",\"pid\":").i64(i64::from(sys::getpid()));
+        json_start(&mut line, i64::from(sys::getpid()));
     } else {
         line.str("forkguard[")
             .i64(i64::from(sys::getpid()))
@@ -674,6 +669,19 @@ fn banner(rt: &Runtime) {
     }
     line.push(&rt.banner);
     emit(rt, &mut line);
+}
+
+/// `{"ts":T,"pid":P`: how every JSON line starts.
+fn json_start(line: &mut Line, pid: i64) {
+    line.str("{\"ts\":");
+    ts(line);
+    line.str(",\"pid\":").i64(pid);
+}
+
+/// `{"ts":T,"pid":P,"event":"E"`.
+fn json_head(line: &mut Line, pid: i64, event: &str) {
+    json_start(line, pid);
+    line.str(",\"event\":\"").str(event).byte(b'"');
 }
 
 fn ts(line: &mut Line) {
@@ -749,12 +757,8 @@ fn log_parent(rt: &Runtime, st: &ForkState, pid: pid_t, err: c_int, t: &Tally, p
     let me = i64::from(sys::getpid());
     let child = if pid == i32::MAX { 0 } else { i64::from(pid) };
     if rt.json {
-        line.str("{\"ts\":");
-        ts(&mut line);
-        line.str(",\"pid\":")
-            .i64(me)
-            .str(",\"event\":\"fork\",\"via\":\"")
-            .str(st.via.name());
+        json_head(&mut line, me, "fork");
+        line.str(",\"via\":\"").str(st.via.name());
         line.str("\",\"child\":").i64(child);
         if pid < 0 {
             line.str(",\"errno\":")
@@ -796,12 +800,8 @@ fn log_child(rt: &Runtime, st: &ForkState, t: &Tally, ns: u64) {
     let mut line = Line::new();
     let me = i64::from(sys::getpid());
     if rt.json {
-        line.str("{\"ts\":");
-        ts(&mut line);
-        line.str(",\"pid\":")
-            .i64(me)
-            .str(",\"event\":\"child\",\"via\":\"")
-            .str(st.via.name());
+        json_head(&mut line, me, "child");
+        line.str(",\"via\":\"").str(st.via.name());
         line.str("\",\"child\":")
             .i64(me)
             .str(",\"parent\":")
