@@ -16,6 +16,10 @@ pub const ENV_AUDIT: &str = "FORKGUARD_AUDIT";
 /// print the result on stdout and exit before `main`.
 pub const ENV_CHECK: &str = "FORKGUARD_CHECK";
 
+/// Up to this size a root-owned config is read before the plan cache is
+/// asked (see `init`).
+const SMALL_CONFIG: u64 = 512;
+
 /// `off`: neither read nor write the plan cache (`load::cache`). Ignored in
 /// secure-execution mode, where the cache is never used.
 pub const ENV_PLAN_CACHE: &str = "FORKGUARD_PLAN_CACHE";
@@ -183,8 +187,31 @@ pub fn init() {
         && opened.root_owned()
         && env.plan_cache.as_deref() != Some("off");
     let key = opened.key();
+    let read = |opened| {
+        load::read_opened(&path, opened).map_err(|e| {
+            fail(
+                &e,
+                if check { OnError::Abort } else { OnError::Warn },
+                &log_override,
+            )
+        })
+    };
+    // A small file is read before the cache is asked: a placeholder (only
+    // comments and `version = 1`) is then known to be empty without the
+    // lookup, which formats a path and fails to open it.
+    let mut early = None;
+    let mut opened = Some(opened);
+    if use_cache && opened.as_ref().is_some_and(|o| o.len() <= SMALL_CONFIG) {
+        let Some(Ok(l)) = opened.take().map(read) else {
+            return;
+        };
+        early = Some(l);
+    }
+    let placeholder = early
+        .as_ref()
+        .is_some_and(|l: &load::Loaded| Plan::only_version(&l.text));
     let mut cached = false;
-    if use_cache {
+    if use_cache && !placeholder {
         // The library's identity is only worked out when an entry exists.
         if let Some(programs) = load::cache::lookup(load::cache::DIR, library_identity, &key) {
             cached = true;
@@ -194,15 +221,13 @@ pub fn init() {
             }
         }
     }
-    let loaded = match load::read_opened(&path, opened) {
-        Ok(l) => l,
-        Err(e) => {
-            return fail(
-                &e,
-                if check { OnError::Abort } else { OnError::Warn },
-                &log_override,
-            )
-        }
+    let loaded = match (early, opened) {
+        (Some(l), _) => l,
+        (None, Some(o)) => match read(o) {
+            Ok(l) => l,
+            Err(()) => return,
+        },
+        (None, None) => return,
     };
     let plan = match load::plan(&path, &loaded) {
         Ok(p) => p,

@@ -53,6 +53,16 @@ impl Opened {
     pub fn root_owned(&self) -> bool {
         self.md.uid() == 0
     }
+
+    /// The file's size in bytes.
+    pub fn len(&self) -> u64 {
+        self.md.len()
+    }
+
+    /// An empty file.
+    pub fn is_empty(&self) -> bool {
+        self.md.len() == 0
+    }
 }
 
 /// Open `path` and check it through the descriptor: every refusal of

@@ -275,7 +275,7 @@ impl Ctx<'_> {
 impl Plan {
     /// Parse and validate a whole config file. `file` is only used in messages.
     pub fn parse(file: &str, text: &str) -> Result<Plan, ConfigError> {
-        if only_version(text) {
+        if Plan::only_version(text) {
             return Ok(Plan {
                 file: file.to_string(),
                 settings: Settings::default(),
@@ -345,6 +345,12 @@ impl Plan {
             actions: actions.into_iter().map(|(_, a)| a).collect(),
             child,
         })
+    }
+
+    /// A file of nothing but blank lines, comments and `version = 1`: the
+    /// empty plan (see [`only_version`]).
+    pub fn only_version(text: &str) -> bool {
+        only_version(text)
     }
 
     /// Nothing to do at any fork.
