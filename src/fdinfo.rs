@@ -109,8 +109,10 @@ fn select_accepts(x: c_int) -> bool {
 #[link_section = ".text.fg_hot"]
 fn poll_scan(from: c_int, end: c_int, f: &mut impl FnMut(c_int)) {
     const BATCH: usize = 128;
+    // All zero (each used entry's fd is set below): a non-zero pattern would
+    // be a constant in `.rodata`, a page each child would fault in.
     let none = libc::pollfd {
-        fd: -1,
+        fd: 0,
         events: 0,
         revents: 0,
     };

@@ -54,6 +54,10 @@ pub struct LockAction {
     /// (alignment): worked out once, checked at every fork.
     need: usize,
     misalign: usize,
+    /// The child's work for this lock type, chosen at load: a `match` on
+    /// the type after the fork compiles to a jump table in `.rodata`, one
+    /// more page each child would fault in.
+    child: fn(usize, u8),
 }
 
 // ---- what prepare did, per action (ForkState::scratch) -------------------
@@ -196,6 +200,13 @@ pub fn build(spec: &LockSpec, generation: u64) -> Result<LockAction, (Loc, Strin
         spec: spec.clone(),
         need: needed(spec.kind),
         misalign: align(spec.kind) - 1,
+        child: match spec.kind {
+            LockKind::Mutex => mutex_child,
+            LockKind::Rwlock => rwlock_child,
+            LockKind::Spinlock => spin_child,
+            LockKind::Semaphore => sem_child,
+            LockKind::Stdio => stdio_child,
+        },
     })
 }
 
@@ -389,17 +400,16 @@ pub fn child(l: &LockAction, i: usize, scratch: &[u8; MAX_ACTIONS], t: &mut Tall
         }
         return;
     }
-    match l.spec.kind {
-        LockKind::Mutex => mutex_child(addr, state),
-        LockKind::Rwlock => rwlock_child(addr, state),
-        LockKind::Spinlock => {
-            // SAFETY: a 4-byte aligned, writable spinlock variable.
-            unsafe { AtomicI32::from_ptr(addr as *mut i32) }.store(spin_free(), Ordering::Relaxed);
-        }
-        LockKind::Semaphore => sem_child(addr, state),
-        LockKind::Stdio => stdio_child(addr, state),
-    }
+    (l.child)(addr, state);
     t.ok();
+}
+
+/// Child: a spinlock is free again (whoever held it).
+#[link_section = ".text.fg_hot"]
+fn spin_child(addr: usize, _state: u8) {
+    // SAFETY: a 4-byte aligned, writable spinlock variable (checked at load
+    // and by `usable`).
+    unsafe { AtomicI32::from_ptr(addr as *mut i32) }.store(spin_free(), Ordering::Relaxed);
 }
 
 fn err_of(r: c_int) -> Result<(), c_int> {
@@ -898,6 +908,7 @@ mod track {
 /// The value of a free `pthread_spinlock_t` (1 on x86-64, 0 elsewhere),
 /// learned from `pthread_spin_init` once. Async-signal-safe after the
 /// first call (which prepare makes, before any child exists).
+#[link_section = ".text.fg_hot"]
 fn spin_free() -> i32 {
     static FREE: AtomicI32 = AtomicI32::new(i32::MIN);
     let v = FREE.load(Ordering::Relaxed);
