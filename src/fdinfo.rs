@@ -239,8 +239,12 @@ pub fn classify_with(fd: c_int, link: &mut [u8], want_link: bool) -> Option<(FdK
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
     crate::sys::fstat(fd, &mut st).ok()?;
     let fmt = st.st_mode & libc::S_IFMT;
-    // Only shmem-backed files (memfd, tmpfs, hugetlbfs) answer F_GET_SEALS.
-    let maybe_memfd = fmt == libc::S_IFREG && crate::sys::fcntl(fd, libc::F_GET_SEALS, 0).is_ok();
+    // A memfd has no link (st_nlink 0; it cannot be linked into a file
+    // system), and only shmem-backed files (memfd, tmpfs, hugetlbfs) answer
+    // F_GET_SEALS: an ordinary file costs no system call more than fstat.
+    let maybe_memfd = fmt == libc::S_IFREG
+        && st.st_nlink == 0
+        && crate::sys::fcntl(fd, libc::F_GET_SEALS, 0).is_ok();
     let anon = !matches!(
         fmt,
         libc::S_IFREG | libc::S_IFDIR | libc::S_IFIFO | libc::S_IFSOCK | libc::S_IFCHR

@@ -35,6 +35,23 @@ fn child_us(r: &Run) -> f64 {
         .unwrap_or_else(|| panic!("no time in {line:?}"))
 }
 
+/// `kind = "memfd"` selects a memfd and not the other shmem files (tmpfs,
+/// linked or unlinked), which answer the same `F_GET_SEALS`.
+#[test]
+fn memfd_kind_selects_memfds_only() {
+    let s = Scratch::new("fd-memfd");
+    let r = fix(&s, &["memfd"], None).ok();
+    assert_eq!(
+        [r.child("fd5"), r.child("fd6"), r.child("fd7")],
+        ["1", "1", "1"],
+        "control: all three open without forkguard"
+    );
+    let r = fix(&s, &["memfd"], Some(&fd("kind = \"memfd\"", "close", ""))).ok();
+    assert_eq!(r.child("fd5"), "0", "the memfd is closed");
+    assert_eq!(r.child("fd6"), "1", "a linked tmpfs file is not a memfd");
+    assert_eq!(r.child("fd7"), "1", "an unlinked tmpfs file is not a memfd");
+}
+
 #[test]
 fn devnull_keeps_number_and_access_mode() {
     let s = Scratch::new("fd-devnull");

@@ -1,6 +1,8 @@
 /* fd_fix: descriptors for forkguard's [[fd]] tests, one mode per case.
  *
  *   fd_fix devnull        fd 5 a file opened write-only, fd 6 one opened read-only
+ *   fd_fix memfd          fd 5 a memfd, fds 6 and 7 tmpfs files (7 unlinked);
+ *                         the child reports which are open
  *   fd_fix std            the child writes "child-stdout" to fd 1
  *   fd_fix cloexec        fds 5, 6, 7 without FD_CLOEXEC; the child execs `fd_fix list`
  *   fd_fix list           report the open descriptors
@@ -38,6 +40,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -225,6 +228,28 @@ static int m_devnull(void)
     }
     int rc = wait_child(p);
     (void)!write(5, "parent\n", 7);
+    return rc;
+}
+
+/* fd 5 a memfd, fd 6 a linked file on tmpfs (/dev/shm), fd 7 an unlinked
+ * one: all three are shmem files; only fd 5 is a memfd. */
+static int m_memfd(void)
+{
+    place(memfd_create("fgt", MFD_CLOEXEC), 5);
+    char path[64];
+    snprintf(path, sizeof path, "/dev/shm/fgt-memfd-%d", (int)getpid());
+    place(open(path, O_RDWR | O_CREAT | O_TRUNC, 0600), 6);
+    char gone[64];
+    snprintf(gone, sizeof gone, "/dev/shm/fgt-gone-%d", (int)getpid());
+    place(open(gone, O_RDWR | O_CREAT | O_TRUNC, 0600), 7);
+    unlink(gone);
+    pid_t p = do_fork();
+    if (p == 0) {
+        say("fd5=%d fd6=%d fd7=%d", fcntl(5, F_GETFD) >= 0, fcntl(6, F_GETFD) >= 0, fcntl(7, F_GETFD) >= 0);
+        _exit(0);
+    }
+    int rc = wait_child(p);
+    unlink(path);
     return rc;
 }
 
@@ -605,6 +630,8 @@ int main(int argc, char **argv)
         return m_devnull();
     if (!strcmp(m, "std"))
         return m_std();
+    if (!strcmp(m, "memfd"))
+        return m_memfd();
     if (!strcmp(m, "cloexec"))
         return m_cloexec(argv[0]);
     if (!strcmp(m, "list"))
