@@ -298,7 +298,13 @@ fn selects(s: &Sel, fd: c_int, link: &mut [u8]) -> Option<Option<FdKind>> {
     if s.kind.is_none() && s.path.is_none() && s.peer.is_none() && s.local.is_none() {
         return Some(None);
     }
-    let (kind, len) = fdinfo::classify_with(fd, link, s.path.is_some())?;
+    // A `listen` or `socket` kind, a peer or a local address: only a
+    // socket can match, so nothing else needs telling apart.
+    let sockets_only = s.path.is_none()
+        && (matches!(s.kind, Some(FdKind::Listen | FdKind::Socket))
+            || s.peer.is_some()
+            || s.local.is_some());
+    let (kind, len) = fdinfo::classify_with(fd, link, s.path.is_some(), sockets_only)?;
     let socket = matches!(kind, FdKind::Socket | FdKind::Listen);
     // `socket` is every socket, listening ones included; `listen` only those.
     if let Some(want) = s.kind {

@@ -224,7 +224,7 @@ pub fn link_target(fd: c_int, out: &mut [u8]) -> usize {
 /// `link` receives the `/proc/self/fd/N` target (its length is returned too).
 /// Async-signal-safe.
 pub fn classify(fd: c_int, link: &mut [u8]) -> Option<(FdKind, usize)> {
-    classify_with(fd, link, true)
+    classify_with(fd, link, true, false)
 }
 
 /// [`classify`], reading the `/proc/self/fd/N` target only when `want_link`
@@ -232,13 +232,24 @@ pub fn classify(fd: c_int, link: &mut [u8]) -> Option<(FdKind, usize)> {
 /// memfds): the returned length is 0 when it was not read. The link is a
 /// path lookup in procfs, several times the cost of the other calls, so a
 /// `kind` or `peer` selector over many descriptors skips it.
+/// With `sockets_only` (the selector can only match a socket), anything
+/// else is answered `File` after the `fstat`, without the calls that tell
+/// other kinds apart (`TCGETS`, `F_GET_SEALS`, the link).
 /// Async-signal-safe.
 #[link_section = ".text.fg_hot"]
-pub fn classify_with(fd: c_int, link: &mut [u8], want_link: bool) -> Option<(FdKind, usize)> {
+pub fn classify_with(
+    fd: c_int,
+    link: &mut [u8],
+    want_link: bool,
+    sockets_only: bool,
+) -> Option<(FdKind, usize)> {
     // SAFETY: struct stat is plain data; all-zero is a valid value.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
     crate::sys::fstat(fd, &mut st).ok()?;
     let fmt = st.st_mode & libc::S_IFMT;
+    if sockets_only && fmt != libc::S_IFSOCK {
+        return Some((FdKind::File, 0));
+    }
     // A memfd has no link (st_nlink 0; it cannot be linked into a file
     // system), and only shmem-backed files (memfd, tmpfs, hugetlbfs) answer
     // F_GET_SEALS: an ordinary file costs no system call more than fstat.
