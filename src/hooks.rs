@@ -8,19 +8,26 @@ use crate::engine::{self, Via};
 use libc::{c_char, c_int, pid_t, termios, winsize};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The real `fork` (the next object's, normally libc's), looked up once.
+/// The next object's definition of `name` (normally libc's), looked up
+/// once and kept in `cache`; 0 if there is none.
+fn next_symbol(cache: &AtomicUsize, name: &core::ffi::CStr) -> usize {
+    let mut p = cache.load(Ordering::Acquire);
+    if p == 0 {
+        // SAFETY: RTLD_NEXT lookup by NUL-terminated name.
+        p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
+        cache.store(p, Ordering::Release);
+    }
+    p
+}
+
+/// The real `fork`.
 fn real_fork() -> extern "C" fn() -> pid_t {
     static REAL: AtomicUsize = AtomicUsize::new(0);
-    let mut p = REAL.load(Ordering::Acquire);
+    let p = next_symbol(&REAL, c"fork");
     if p == 0 {
-        // SAFETY: RTLD_NEXT lookup of a libc symbol; the name is NUL-terminated.
-        p = unsafe { libc::dlsym(libc::RTLD_NEXT, c"fork".as_ptr()) } as usize;
-        if p == 0 {
-            // No fork after us: nothing sensible is left but to stop.
-            // SAFETY: abort has no preconditions.
-            unsafe { libc::abort() };
-        }
-        REAL.store(p, Ordering::Release);
+        // No fork after us: nothing sensible is left but to stop.
+        // SAFETY: abort has no preconditions.
+        unsafe { libc::abort() };
     }
     // SAFETY: p is the address of a function with fork's signature.
     unsafe { core::mem::transmute::<usize, extern "C" fn() -> pid_t>(p) }
@@ -60,13 +67,7 @@ redhook::hook! {
 /// The real `vfork`, looked up once.
 fn real_vfork() -> usize {
     static REAL: AtomicUsize = AtomicUsize::new(0);
-    let mut p = REAL.load(Ordering::Acquire);
-    if p == 0 {
-        // SAFETY: RTLD_NEXT lookup of a libc symbol; the name is NUL-terminated.
-        p = unsafe { libc::dlsym(libc::RTLD_NEXT, c"vfork".as_ptr()) } as usize;
-        REAL.store(p, Ordering::Release);
-    }
-    p
+    next_symbol(&REAL, c"vfork")
 }
 
 /// `vfork = "fork"`: a real fork with all three phases.

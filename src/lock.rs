@@ -41,7 +41,7 @@
 use crate::buf::Buf;
 use crate::engine::{Tally, ERR_TIMEOUT, ERR_UNRESOLVED};
 use crate::runtime::{RtKind, Runtime};
-use crate::symbols::{Missing, Sym};
+use crate::symbols::Sym;
 use crate::sys;
 use forkguard_core::plan::{Loc, LockKind, LockSpec, LockStrategy, OnTimeout, MAX_ACTIONS};
 use libc::c_int;
@@ -177,20 +177,8 @@ extern "C" {
 pub fn build(spec: &LockSpec, generation: u64) -> Result<LockAction, (Loc, String)> {
     let sym = Sym::new(&spec.symbol);
     let loc = spec.symbol.loc;
-    match sym.resolve(generation) {
-        Ok(_) => check(&sym, spec.kind).map_err(|m| (loc, m))?,
-        Err(Missing::LibNotLoaded) => {}
-        Err(Missing::NoSuchSymbol) if spec.symbol.optional => {}
-        Err(Missing::NoSuchSymbol) => {
-            return Err((
-                loc,
-                format!(
-                    "unknown symbol {:?} (set optional = true if it may be missing)",
-                    spec.symbol.to_string()
-                ),
-            ));
-        }
-        Err(Missing::Unusable(m)) => return Err((loc, m)),
+    if sym.resolve_for_action(generation).map_err(|m| (loc, m))? {
+        check(&sym, spec.kind).map_err(|m| (loc, m))?;
     }
     if spec.kind == LockKind::Rwlock {
         track::enable();

@@ -3,7 +3,7 @@
 //! target. After it is built it is never changed, except for symbol
 //! addresses re-resolved in the parent (atomics, see `symbols`).
 
-use crate::symbols::{Missing, Sym};
+use crate::symbols::Sym;
 use forkguard_core::plan::{
     ActionKind, ChildSettings, LogDest, LogFormat, Phase, Plan, VforkPolicy,
 };
@@ -179,20 +179,8 @@ pub fn build(
         let kind = match &a.kind {
             ActionKind::Call(c) => {
                 let sym = Sym::new(&c.symbol);
-                match sym.resolve(generation) {
-                    Ok(_) | Err(Missing::LibNotLoaded) => {}
-                    Err(Missing::NoSuchSymbol) if c.symbol.optional => {}
-                    Err(Missing::NoSuchSymbol) => {
-                        return Err(err(
-                            c.symbol.loc,
-                            format!(
-                                "unknown symbol {:?} (set optional = true if it may be missing)",
-                                c.symbol.to_string()
-                            ),
-                        ));
-                    }
-                    Err(Missing::Unusable(m)) => return Err(err(c.symbol.loc, m)),
-                }
+                sym.resolve_for_action(generation)
+                    .map_err(|m| err(c.symbol.loc, m))?;
                 RtKind::Call {
                     phase: c.phase,
                     sym,

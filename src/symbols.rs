@@ -84,6 +84,22 @@ impl Sym {
     /// Look the symbol up now, and remember the loader generation.
     /// Not async-signal-safe (takes the loader's lock, may read files):
     /// parent side only.
+    /// Resolve an action's symbol at load, as the config's rules say:
+    /// `Ok(true)` found; `Ok(false)` absent but allowed (its library is not
+    /// loaded yet, or the symbol is `optional`); `Err` the config error.
+    pub fn resolve_for_action(&self, generation: u64) -> Result<bool, String> {
+        match self.resolve(generation) {
+            Ok(_) => Ok(true),
+            Err(Missing::LibNotLoaded) => Ok(false),
+            Err(Missing::NoSuchSymbol) if self.spec.optional => Ok(false),
+            Err(Missing::NoSuchSymbol) => Err(format!(
+                "unknown symbol {:?} (set optional = true if it may be missing)",
+                self.spec.to_string()
+            )),
+            Err(Missing::Unusable(m)) => Err(m),
+        }
+    }
+
     pub fn resolve(&self, generation: u64) -> Result<usize, Missing> {
         let found = lookup(self.lib.as_deref(), &self.name);
         let hit = found.as_ref().ok().copied().unwrap_or(Hit {

@@ -13,7 +13,7 @@
 )]
 
 use crate::engine::{Tally, ERR_UNRESOLVED};
-use crate::symbols::{Missing, Sym};
+use crate::symbols::Sym;
 use forkguard_core::plan::{Loc, ZeroSpec};
 
 pub struct ZeroAction {
@@ -23,39 +23,25 @@ pub struct ZeroAction {
 pub fn build(spec: &ZeroSpec, generation: u64) -> Result<ZeroAction, (Loc, String)> {
     let sym = Sym::new(&spec.symbol);
     let loc = spec.symbol.loc;
-    match sym.resolve(generation) {
-        Ok(_) => {
-            if sym.size() == 0 {
-                return Err((
-                    loc,
-                    format!(
-                        "{}: the symbol table gives no size for it: cannot zero it",
-                        spec.symbol
-                    ),
-                ));
-            }
-            if !sym.writable() {
-                return Err((
-                    loc,
-                    format!(
-                        "{} is not in writable memory: zero needs a variable",
-                        spec.symbol
-                    ),
-                ));
-            }
-        }
-        Err(Missing::LibNotLoaded) => {}
-        Err(Missing::NoSuchSymbol) if spec.symbol.optional => {}
-        Err(Missing::NoSuchSymbol) => {
+    if sym.resolve_for_action(generation).map_err(|m| (loc, m))? {
+        if sym.size() == 0 {
             return Err((
                 loc,
                 format!(
-                    "unknown symbol {:?} (set optional = true if it may be missing)",
-                    spec.symbol.to_string()
+                    "{}: the symbol table gives no size for it: cannot zero it",
+                    spec.symbol
                 ),
             ));
         }
-        Err(Missing::Unusable(m)) => return Err((loc, m)),
+        if !sym.writable() {
+            return Err((
+                loc,
+                format!(
+                    "{} is not in writable memory: zero needs a variable",
+                    spec.symbol
+                ),
+            ));
+        }
     }
     Ok(ZeroAction { sym })
 }

@@ -111,13 +111,12 @@ fn bindings_report(preload: &str) -> (usize, usize, String) {
         "fg.toml",
         "version = 1\n[[call]]\nsymbol = \"getpid\"\nphase = \"child\"\n",
     );
-    let out = Command::new("/bin/true")
-        .env("LD_PRELOAD", preload)
+    let mut cmd = Command::new("/bin/true");
+    cmd.env("LD_PRELOAD", preload)
         .env("FORKGUARD_CONFIG", &cfg)
-        .env("FORKGUARD_CHECK", "1")
-        .output()
-        .expect("run /bin/true");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        .env("FORKGUARD_CHECK", "1");
+    // With a deadline, like every run of the library in the tests.
+    let text = common::run(&s, cmd, common::TIMEOUT).stdout;
     let line = text
         .lines()
         .find(|l| l.contains("compared with dlsym"))

@@ -143,19 +143,28 @@ static unsigned long ino_of(int fd)
     return fstat(fd, &st) == 0 ? (unsigned long)st.st_ino : 0;
 }
 
-/* A numeric field of /proc/self/fdinfo/N, or -1. */
-static long fdinfo(int fd, const char *key)
+/* /proc/self/fdinfo/N into buf, NUL-terminated; 0 if it cannot be read. */
+static int fdinfo_text(int fd, char *buf, size_t size)
 {
-    char p[64], buf[2048];
+    char p[64];
     snprintf(p, sizeof p, "/proc/self/fdinfo/%d", fd);
     int f = open(p, O_RDONLY);
     if (f < 0)
-        return -1;
-    ssize_t n = read(f, buf, sizeof buf - 1);
+        return 0;
+    ssize_t n = read(f, buf, size - 1);
     close(f);
     if (n <= 0)
-        return -1;
+        return 0;
     buf[n] = 0;
+    return 1;
+}
+
+/* A numeric field of /proc/self/fdinfo/N, or -1. */
+static long fdinfo(int fd, const char *key)
+{
+    char buf[2048];
+    if (!fdinfo_text(fd, buf, sizeof buf))
+        return -1;
     char *at = strstr(buf, key);
     return at ? strtol(at + strlen(key), NULL, 10) : -1;
 }
@@ -164,16 +173,9 @@ static long fdinfo(int fd, const char *key)
  * registrations "tfd:", inotify watches "inotify wd:"). */
 static int fdinfo_lines(int fd, const char *prefix)
 {
-    char p[64], buf[4096];
-    snprintf(p, sizeof p, "/proc/self/fdinfo/%d", fd);
-    int f = open(p, O_RDONLY);
-    if (f < 0)
+    char buf[4096];
+    if (!fdinfo_text(fd, buf, sizeof buf))
         return -1;
-    ssize_t n = read(f, buf, sizeof buf - 1);
-    close(f);
-    if (n <= 0)
-        return -1;
-    buf[n] = 0;
     int count = 0;
     for (char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
         if (!strncmp(line, prefix, strlen(prefix)))

@@ -16,6 +16,7 @@
  * "child-main PID PPID ERRNO_OK MASK_OK", "reaped CHILD STATUS".
  * The exit status is 0 when the program itself saw nothing wrong. */
 #define _GNU_SOURCE
+#include "fork_failure.h"
 #include "trace.h"
 
 #include <linux/audit.h>
@@ -255,37 +256,7 @@ static int do_threads(int nthreads, int iterations)
     return failures != 0;
 }
 
-/* clone without CLONE_THREAD -> EAGAIN; clone3 -> ENOSYS, so glibc falls
- * back to clone. Threads (CLONE_THREAD) and everything else still work. */
-static int install_fork_failure(void)
-{
-#if defined(__x86_64__)
-    const unsigned arch = AUDIT_ARCH_X86_64;
-#elif defined(__aarch64__)
-    const unsigned arch = AUDIT_ARCH_AARCH64;
-#else
-#error "seccomp filter: unsupported architecture"
-#endif
-    struct sock_filter f[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, arch, 1, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone3, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone, 1, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        /* args[0] low word: the clone flags (little-endian). */
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),
-        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_THREAD, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EAGAIN),
-    };
-    struct sock_fprog prog = {.len = sizeof f / sizeof f[0], .filter = f};
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-        return -1;
-    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
-}
+/* install_fork_failure(): fork_failure.h */
 
 static int do_fail(int use_dunder)
 {

@@ -25,6 +25,7 @@
  * every check of the mode held. Call-action targets count phases in this
  * process (tort_*), or trace through trace.h (fgt_*). */
 #define _GNU_SOURCE
+#include "fork_failure.h"
 #include "trace.h"
 
 #include <dlfcn.h>
@@ -465,37 +466,7 @@ static int do_atfork(int threaded)
 
 /* ---- failing forks --------------------------------------------------------- */
 
-#if defined(__x86_64__)
-#define TORTURE_ARCH AUDIT_ARCH_X86_64
-#elif defined(__aarch64__)
-#define TORTURE_ARCH AUDIT_ARCH_AARCH64
-#else
-#error "seccomp filter: unsupported architecture"
-#endif
-
-/* clone without CLONE_THREAD -> EAGAIN; clone3 -> ENOSYS (glibc then falls
- * back to clone). */
-static int install_fork_failure(void)
-{
-    struct sock_filter f[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TORTURE_ARCH, 1, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone3, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone, 1, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),
-        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_THREAD, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EAGAIN),
-    };
-    struct sock_fprog prog = {.len = sizeof f / sizeof f[0], .filter = f};
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-        return -1;
-    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
-}
+/* install_fork_failure(): fork_failure.h */
 
 /* One failing fork; then every lock the config names must be free. */
 static int fail_once(const char *how)
