@@ -123,8 +123,10 @@ fg_lazy_slots:
 /// where binding each one cost about 770 instructions (`dlsym`), more than
 /// the library's whole use of them. `rep movsq`/`rep stosq` (then the
 /// remaining bytes) are fast on current x86_64; the comparisons are byte
-/// loops, over the short strings and keys of a config. Written in assembly so that the compiler
-/// can never turn them into calls to themselves.
+/// loops, over the short strings and keys of a config. `memmove` copies
+/// forwards with `memcpy` when that is safe (destination below the source),
+/// else backwards byte by byte. Written in assembly so that the compiler can
+/// never turn them into calls to themselves.
 const MEM_FUNCTIONS: &str = "
 .pushsection .text.fg_hot,\"ax\",@progbits
 .globl memcpy
@@ -147,22 +149,15 @@ memcpy:
 .type memmove,@function
 .p2align 4
 memmove:
+  cmpq %rsi, %rdi
+  jbe memcpy
   movq %rdi, %rax
   movq %rdx, %rcx
-  cmpq %rsi, %rdi
-  jbe 1f
   leaq -1(%rsi,%rdx), %rsi
   leaq -1(%rdi,%rdx), %rdi
   std
   rep movsb
   cld
-  ret
-1:
-  shrq $3, %rcx
-  rep movsq
-  movq %rdx, %rcx
-  andq $7, %rcx
-  rep movsb
   ret
 .size memmove, .-memmove
 

@@ -397,7 +397,19 @@ fn port_free_after_parent_exit_at(s: &Scratch, config: Option<&str>, more: &[&st
     }
     // SAFETY: kill with signal 0 only checks that the process exists.
     let alive = unsafe { libc::kill(sleeper, 0) } == 0;
-    let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+    // The kernel renames the process before it closes the close-on-exec
+    // descriptors: give the exec a moment to finish (a kept port stays busy
+    // for the whole second).
+    let settle = Instant::now() + Duration::from_secs(1);
+    let free = loop {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            break true;
+        }
+        if Instant::now() > settle {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
     // SAFETY: kill(2) on the process group this test created (the sleeper).
     unsafe { libc::kill(-pgid, libc::SIGKILL) };
     assert!(
