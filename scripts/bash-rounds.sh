@@ -1,67 +1,45 @@
 #!/usr/bin/env bash
-# A tighter measurement of the bash loop than scripts/bench.sh's (issue 5):
-# many short rounds, four variants in rotated order within each round, and
-# the median of per-round ratios against no preload.
+# A tight measurement of the bash loop (issue 5), the method scripts/bench.sh
+# also uses for its bash rows: many short rounds, four variants in rotated
+# order within each round, and the median of per-round ratios against no
+# preload (with their quartiles).
 #
 #   scripts/bash-rounds.sh [ROUNDS [ITERATIONS]]     (default 16 rounds of 1,000)
 #
 # Variants: no preload; the minimal C fork interposer (the floor of any
 # preload); forkguard with an empty config (loaded, no phases); forkguard
 # with the bench's bash config (a stdio lock and a `kind = "listen"` fd
-# action, target/bench/server-bash.toml). Needs the artefacts of a previous
-# `scripts/bench.sh` run (target/bench/). Wall clock on a shared VM: run it
-# on an idle machine, and read the quartiles.
+# action, target/bench/server-bash.toml). Builds what it needs into
+# target/bench/ (gcc; the library is FORKGUARD_LIB or target/release's, not
+# rebuilt). The rounds go to target/bench/bash-rounds.jsonl, the summary
+# (scripts/bench_report.py --bash-rounds) to stdout. Wall clock on a shared
+# VM: run it on an idle machine, and read the quartiles.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 rounds=${1:-16}
 iters=${2:-1000}
-lib=$PWD/target/release/libforkguard.so
-bench=$PWD/target/bench
-for f in "$lib" "$bench/minimal_interposer.so" "$bench/server-bash.toml" "$bench/empty.toml"; do
-    [[ -e $f ]] || {
-        echo "bash-rounds: $f missing: run scripts/bench.sh first" >&2
-        exit 1
-    }
-done
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BUILD=${BENCH_DIR:-$TARGET_DIR/bench}
+LIB_SRC=${FORKGUARD_LIB:-$TARGET_DIR/release/libforkguard.so}
+LIB=$BUILD/libforkguard.so
+RAW=$BUILD/bash-rounds.jsonl
+DO_BUILD=0
+# shellcheck source=scripts/bench/lib.sh
+source "$ROOT/scripts/bench/lib.sh"
+# shellcheck source=scripts/bench/setup.sh
+source "$ROOT/scripts/bench/setup.sh"
+# shellcheck source=scripts/bench/bashloop.sh
+source "$ROOT/scripts/bench/bashloop.sh"
 
-loop="for ((i = 0; i < $iters; i++)); do ( : ); x=\$(:); done"
-out=$(mktemp)
-trap 'rm -f "$out"' EXIT
-
-run() {
-    local v=$1 t0 t1
-    t0=$(date +%s%N)
-    case $v in
-    plain) env -u LD_PRELOAD -u FORKGUARD_CONFIG bash -c "$loop" ;;
-    minimal) env -u FORKGUARD_CONFIG LD_PRELOAD="$bench/minimal_interposer.so" bash -c "$loop" ;;
-    empty) env LD_PRELOAD="$lib" FORKGUARD_CONFIG="$bench/empty.toml" bash -c "$loop" ;;
-    bashcfg) env LD_PRELOAD="$lib" FORKGUARD_CONFIG="$bench/server-bash.toml" bash -c "$loop" ;;
-    esac
-    t1=$(date +%s%N)
-    echo "$r $v $(((t1 - t0) / 1000))" >>"$out"
-}
-
-variants=(plain minimal empty bashcfg)
-for ((r = 0; r < rounds; r++)); do
-    for ((k = 0; k < 4; k++)); do
-        run "${variants[(r + k) % 4]}"
-    done
-done
-
-python3 - "$out" "$iters" <<'EOF'
-import collections, statistics, sys
-d = collections.defaultdict(dict)
-for line in open(sys.argv[1]):
-    r, v, us = line.split()
-    d[int(r)][v] = int(us)
-forks = 2 * int(sys.argv[2])
-plain = statistics.median(d[r]["plain"] for r in d)
-print(f"{len(d)} rounds of {sys.argv[2]} iterations; no preload: {plain / forks:.1f} us per fork (median)")
-for v in ("minimal", "empty", "bashcfg"):
-    ratios = sorted(d[r][v] / d[r]["plain"] for r in d)
-    q = len(ratios) // 4
-    med = statistics.median(d[r][v] for r in d)
-    print(f"{v:8} ratio {statistics.median(ratios):.3f} (quartiles {ratios[q]:.3f}-{ratios[-q - 1]:.3f}), "
-          f"{(med - plain) / forks:+.1f} us per fork")
-EOF
+build_library
+build_harnesses minimal_interposer
+echo "version = 1" >"$BUILD/empty.toml"
+write_server_config bash "$BUILD/server-bash.toml"
+: >"$RAW"
+def_variant plain "no preload" 0
+def_variant minimal "minimal C interposer" 0 "LD_PRELOAD=$BUILD/minimal_interposer.so"
+def_variant fg_empty "forkguard, empty config" 0 "LD_PRELOAD=$LIB" "FORKGUARD_CONFIG=$BUILD/empty.toml"
+def_variant srv_bash_fg "forkguard, bash config" 0 "LD_PRELOAD=$LIB" "FORKGUARD_CONFIG=$BUILD/server-bash.toml"
+bash_loop_rounds "$rounds" "$iters" plain minimal fg_empty srv_bash_fg
+python3 "$ROOT/scripts/bench_report.py" --bash-rounds "$RAW"
