@@ -141,3 +141,31 @@ def svg(calls_rows, mem_rows):
         '(callgrind, parent side; wall clock at right)</text>',
     ]
     return "\n".join(head + [line for p in panels for line in p.out] + ["</svg>"]) + "\n"
+
+
+def svg_threads(points):
+    """Per-fork instructions against locks held, one line per (threads
+    alive, variant): points is [(threads, locks, label, per_fork)]."""
+    width = 640
+    series = {}
+    for threads, locks, name, per in points:
+        series.setdefault(f"{threads} threads waiting, {name}", []).append((locks, per))
+    xs = sorted({p[1] for p in points})
+    ymax = max(p[3] for p in points) * 1.15
+    p = Panel(0, "instructions per fork (parent side, callgrind)\nvs mutexes held by the forking thread",
+              "mutexes held", "instructions per fork", (-0.3, len(xs) - 0.7), (0, ymax))
+    p.x0, p.x1 = 90, width - 20
+    p.axes([(i, str(x)) for i, x in enumerate(xs)], nice_ticks(0, ymax))
+    colors = COLORS + ("#d55e00", "#cc79a7", "#0072b2", "#000000")
+    for (name, pts), color in zip(series.items(), colors):
+        p.series([(xs.index(x), y) for x, y in sorted(pts)], name, color)
+    head = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{H}" viewBox="0 0 {width} {H}" '
+        'font-family="sans-serif" font-size="11">',
+        '<style>.grid { stroke: #d0d0d0; stroke-dasharray: 2,3 } '
+        '.frame { fill: none; stroke: black }</style>',
+        f'<rect width="{width}" height="{H}" fill="white"/>',
+        f'<text x="{width / 2}" y="18" text-anchor="middle" font-size="13">forkguard: per-fork cost against '
+        'threads alive and locks held</text>',
+    ]
+    return "\n".join(head + p.out + ["</svg>"]) + "\n"

@@ -625,6 +625,9 @@ yet" instead.
                     over = fmt_delta(g10(per - base[r["group"]])) if r["group"] in base else "—"
                 md(f"| {r['what']} | {raw.label(r['v'])} | `{raw.env(r['v'])}` | `{r['cmd']}` | {fmt_f(per, 1)} | {over} |")
             md()
+            if self.threads_points():
+                md("![per-fork cost against threads and locks](bench-threads.svg)")
+                md()
         if vals:
             md("Wall clock and memory (median over the rounds; \"hangs\": children killed after the harness's timeout,")
             md("over all rounds):")
@@ -770,6 +773,17 @@ data in `target/bench/plot-*.dat` when the report is rendered with `--plot-data 
         return "\n".join(self.lines) + "\n"
 
     # ---------------------------------------------------- plot data
+    def threads_points(self):
+        """(threads, locks, variant label, per fork) of the features'
+        forkthreads rows (groups threads-T-L), for bench-threads.svg."""
+        pts = []
+        for r in self.raw.of("feature"):
+            if r["group"].startswith("threads-"):
+                _, t, k = r["group"].split("-")
+                per = g10((float(r["t2"]) - float(r["t1"])) / (float(r["n2"]) - float(r["n1"])))
+                pts.append((int(t), int(k), self.raw.label(r["v"]), per))
+        return pts
+
     def plot_data(self):
         """The rows of plot-calls.dat and plot-mem.dat (as the gnuplot data
         of the former script), or None when the sections are missing."""
@@ -856,11 +870,15 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "BENCHMARKS.md"), "w", encoding="utf-8") as f:
         f.write(text)
-    if data:
-        import bench_plot  # scripts/bench_plot.py, beside this file
+    import bench_plot  # scripts/bench_plot.py, beside this file
 
+    if data:
         with open(os.path.join(a.out, "bench-overhead.svg"), "w", encoding="utf-8") as f:
             f.write(bench_plot.svg(*data))
+    threads = rep.threads_points()
+    if threads:
+        with open(os.path.join(a.out, "bench-threads.svg"), "w", encoding="utf-8") as f:
+            f.write(bench_plot.svg_threads(threads))
 
 
 if __name__ == "__main__":

@@ -124,7 +124,6 @@ section_features() {
     local v t k
     write_feature_configs
     define_feature_variants
-    build_harnesses lockpairs forkthreads
     gcc -O2 -g -Wall -Wextra -Werror -fopenmp -o "$BUILD/ompfork" "$ROOT/bench/ompfork.c"
     log "features: start-up, callgrind"
     feat_cg startup "start-up of /bin/true" fg_empty yes 0 1 /bin/true
@@ -173,8 +172,8 @@ section_features() {
             "$BUILD/peakrss" 5 "$BUILD/forkloop" 1000
     done
     for v in plain fg_empty feat_held_acquire; do
-        feat_wall python "Python fork loop, writer thread (100 forks, 1 s timeout)" "$v" 3 per_fork_us \
-            /usr/bin/python3 "$ROOT/bench/pyforkwriter.py" 100 1
+        feat_wall python "Python fork loop, writer thread (30 forks, 0.5 s timeout)" "$v" 3 per_fork_us \
+            /usr/bin/python3 "$ROOT/bench/pyforkwriter.py" 30 0.5
     done
     feat_wall omp "OpenMP: fork, child without a parallel region" plain 3 per_fork_us \
         env OMP_WAIT_POLICY=passive "$BUILD/ompfork" 50 0

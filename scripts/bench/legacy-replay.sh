@@ -152,7 +152,11 @@ CLEAN_ENV[0]=fake_env
 QI_CG=0 QI_CHK=0 QI_ACTS=0
 
 # Measurements: what the raw file recorded.
-cg() { CG=${Q_CG[QI_CG]}; QI_CG=$((QI_CG + 1)); }
+cg() {
+    CG=${Q_CG[QI_CG]}
+    QI_CG=$((QI_CG + 1))
+    : >"$BUILD/cg.stdout"
+}
 check_calls() { CHK=${Q_CHK[QI_CHK]}; QI_CHK=$((QI_CHK + 1)); }
 verify_actions() { ACTS=${Q_ACTS[QI_ACTS]}; QI_ACTS=$((QI_ACTS + 1)); }
 note() { :; }
@@ -196,39 +200,38 @@ fake_env() {
 runuser() { :; }
 wait_for() { :; }
 setsid() {
-    local x logf="" redis=0
-    for x in "$@"; do
-        [[ $x == FORKGUARD_LOG=* ]] && logf=${x#FORKGUARD_LOG=}
-        [[ $x == redis-server ]] && redis=1
-    done
-    if ((redis)); then
-        if [[ -n $logf && ! -e $logf ]]; then
-            # shellcheck disable=SC2086
-            log_lines "$logf" fork phase_us $RM_FORK
-            for x in $RM_OK; do printf '{"event":"child","phase_us":0,"actions_ok":%s}\n' "$x" >>"$logf"; done
-        fi
-        return 0
-    fi
-    echo "ready to accept connections"
-    if [[ -n $logf ]]; then
-        local -a ok=() failed=()
-        read -r -a ok <<<"$PGV_OK"
-        read -r -a failed <<<"$PGV_FAILED"
-        for ((x = 0; x < PGV_FORK; x++)); do echo '{"event":"fork","actions_ok":0}' >>"$logf"; done
-        for ((x = 0; x < ${#ok[@]}; x++)); do
-            printf '{"event":"child","actions_ok":%s,"actions_failed":%s}\n' "${ok[x]}" "${failed[x]}" >>"$logf"
-        done
-    fi
+    [[ " $* " == *redis-server* ]] || echo "ready to accept connections"
 }
 pgbench() {
     [[ " $* " == *" -T "* ]] && echo "tps = ${PG_TPS[$r/$v]} (without initial connection time)"
+    if [[ " $* " == *" -t 20 "* ]]; then
+        # The verification run: the log the postmaster (started with
+        # FORKGUARD_LOG=$pg/fg-verify.log) wrote.
+        local -a ok=() failed=()
+        local x
+        read -r -a ok <<<"$PGV_OK"
+        read -r -a failed <<<"$PGV_FAILED"
+        for ((x = 0; x < PGV_FORK; x++)); do echo '{"event":"fork","actions_ok":0}' >>"$pg/fg-verify.log"; done
+        for ((x = 0; x < ${#ok[@]}; x++)); do
+            printf '{"event":"child","actions_ok":%s,"actions_failed":%s}\n' "${ok[x]}" "${failed[x]}" >>"$pg/fg-verify.log"
+        done
+    fi
     return 0
 }
 redis-cli() {
+    local x
     case "$*" in
         *"INFO memory"*) echo "used_memory_rss:$((REDIS_RSS[$v] * 1048576))" ;;
         *"INFO persistence"*) printf 'rdb_bgsave_in_progress:0\nrdb_last_bgsave_status:ok\n' ;;
         *"INFO stats"*) echo "latest_fork_usec:${REDIS_USEC[$r/$v]}" ;;
+        *BGSAVE*)
+            # The log the forkguard servers (FORKGUARD_LOG=$rd/fg.log) wrote.
+            if [[ $v == fg && ! -e $rd/fg.log ]]; then
+                # shellcheck disable=SC2086
+                log_lines "$rd/fg.log" fork phase_us $RM_FORK
+                for x in $RM_OK; do printf '{"event":"child","phase_us":0,"actions_ok":%s}\n' "$x" >>"$rd/fg.log"; done
+            fi
+            ;;
     esac
 }
 redis-server() { echo "Redis server $RM_VERSION sha=00000000:0 malloc=jemalloc-5.3.0 bits=64 build=0"; }
