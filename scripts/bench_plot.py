@@ -71,7 +71,8 @@ class Panel:
             px = self.x(v)
             o.append(f'<line x1="{px:.1f}" y1="{TOP}" x2="{px:.1f}" y2="{BOTTOM}" class="grid"/>')
             o.append(f'<text x="{px:.1f}" y="{BOTTOM + 16}" text-anchor="middle">{escape(text)}</text>')
-        for v in yticks:
+        lo, hi = self.yr
+        for v in (t for t in yticks if lo - 1e-9 <= t <= hi + 1e-9):
             py = self.y(v)
             o.append(f'<line x1="{self.x0}" y1="{py:.1f}" x2="{self.x1}" y2="{py:.1f}" class="grid"/>')
             o.append(f'<text x="{self.x0 - 6}" y="{py + 4:.1f}" text-anchor="end">{label(v)}</text>')

@@ -623,7 +623,8 @@ yet" instead.
                     over = "base"
                 else:
                     over = fmt_delta(g10(per - base[r["group"]])) if r["group"] in base else "—"
-                md(f"| {r['what']} | {raw.label(r['v'])} | `{raw.env(r['v'])}` | `{r['cmd']}` | {fmt_f(per, 1)} | {over} |")
+                cell = fmt_int(per) if n1 == 0 else fmt_f(per, 1)
+                md(f"| {r['what']} | {raw.label(r['v'])} | `{raw.env(r['v'])}` | `{r['cmd']}` | {cell} | {over} |")
             md()
             if self.threads_points():
                 md("![per-fork cost against threads and locks](bench-threads.svg)")
