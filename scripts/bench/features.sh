@@ -46,10 +46,11 @@ feature_label() {
     esac
 }
 
-# Variants already known to be unsupported (checked once each).
-declare -A FEAT_CHECKED
+# What `forkguard check` said of each feature variant's config ("ok" or
+# why not), and the rows skipped for it.
+declare -A FEAT_CHECKED FEAT_SKIPPED
 # feature_ok VARIANT TITLE: whether `forkguard check` accepts the variant's
-# config; if not, records TITLE as pending (once) and fails.
+# config; if not, adds TITLE to the variant's skipped rows and fails.
 feature_ok() {
     local v=$1 title=$2 cfg msg
     [[ $v == feat_* ]] || return 0
@@ -61,11 +62,11 @@ feature_ok() {
             FEAT_CHECKED[$v]=ok
         else
             msg=${msg%%$'\n'*}
-            FEAT_CHECKED[$v]="not supported by this build: \`forkguard check\` rejects its config (\`${msg//"$BUILD/"/}\`)"
+            FEAT_CHECKED[$v]="not supported by this build: \`forkguard check\` rejects its config (\`\` ${msg//"$BUILD/"/} \`\`)"
         fi
     fi
     [[ ${FEAT_CHECKED[$v]} == ok ]] && return 0
-    pending "$title, ${VLABEL[$v]}" "${FEAT_CHECKED[$v]}"
+    FEAT_SKIPPED[$v]+="${FEAT_SKIPPED[$v]:+; }$title"
     return 1
 }
 
@@ -181,6 +182,11 @@ section_features() {
         env OMP_WAIT_POLICY=passive "$BUILD/ompfork" 3 1 500
     feat_wall omp "OpenMP: fork, child with a parallel region" feat_omp 3 per_fork_us \
         env OMP_WAIT_POLICY=passive "$BUILD/ompfork" 50 1
+    for v in feat_debug_symbol feat_libc_locks feat_held_reinit feat_held_acquire feat_log_exits feat_spawn feat_omp; do
+        if [[ -n ${FEAT_SKIPPED[$v]:-} ]]; then
+            pending "${VLABEL[$v]}" "${FEAT_CHECKED[$v]}; rows skipped: ${FEAT_SKIPPED[$v]}."
+        fi
+    done
     pending "gunicorn --preload, 4 workers, held_locks and libc_locks on: requests per second" \
         "not written yet: needs gunicorn (pip) and a load generator in scripts/bench/servers.sh, and the two settings in the library"
 }
