@@ -630,17 +630,25 @@ yet" instead.
                 md("![per-fork cost against threads and locks](bench-threads.svg)")
                 md()
         if vals:
-            md("Wall clock and memory (median over the rounds; \"hangs\": children killed after the harness's timeout,")
-            md("over all rounds):")
+            md("Wall clock, memory and requests per second (median over the rounds; \"hangs\": children killed after")
+            md("the harness's timeout, over all rounds; the ratio is the median of per-round ratios to the first row")
+            md("of the same measure, rounds alternating):")
             md()
-            md("| measure | variant | environment | command | rounds | median | range | hangs |")
-            md("|---|---|---|---|--:|--:|--:|--:|")
+            md("| measure | variant | environment | command | rounds | median | range | hangs | ÷ first row |")
+            md("|---|---|---|---|--:|--:|--:|--:|--:|")
+            first = {}
             for (what, v) in order([dict(r, k=(r["what"], r["v"])) for r in vals], "k"):
                 rows = [r for r in vals if r["what"] == what and r["v"] == v]
-                med, lo, hi, _ = stats([r["value"] for r in rows])
-                unit = {"per_fork_us": " µs/fork", "maxrss_kb_median": " KiB"}.get(rows[0]["unit"], "")
+                s = by_round(rows, v, "value")
+                ratio = "—"
+                if what not in first:
+                    first[what] = s
+                elif len(first[what]) == len(s):
+                    ratio = fmt_f(paired_ratio(s, first[what])[0], 3)
+                med, lo, hi, _ = stats(s)
+                unit = {"per_fork_us": " µs/fork", "maxrss_kb_median": " KiB", "rps": " req/s"}.get(rows[0]["unit"], "")
                 hangs = sum(int(r["hangs"] or 0) for r in rows)
-                md(f"| {what} | {raw.label(v)} | `{raw.env(v)}` | `{rows[0]['cmd']}` | {len(rows)} | {fmt_f(med, 1)}{unit} | {fmt_f(lo, 1)}–{fmt_f(hi, 1)} | {hangs} |")
+                md(f"| {what} | {raw.label(v)} | `{raw.env(v)}` | `{rows[0]['cmd']}` | {len(rows)} | {fmt_f(med, 1)}{unit} | {fmt_f(lo, 1)}–{fmt_f(hi, 1)} | {hangs} | {ratio} |")
             md()
 
     # ---------------------------------------------------- summary, page

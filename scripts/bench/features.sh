@@ -21,6 +21,8 @@ write_feature_configs() {
         >"$BUILD/feat-debug-symbol.toml"
     printf 'version = 1\n\n[[fd]]\nselect = { kind = "listen" }\naction = "cloexec"\nspawn = true\n' \
         >"$BUILD/feat-spawn.toml"
+    printf 'version = 1\n\n[settings]\nheld_locks = "acquire"\nlibc_locks = "acquire"\n' \
+        >"$BUILD/feat-gunicorn.toml"
     # The OpenMP recipe of SPEC 8.8, as config/ ships it.
     printf 'version = 1\n\n[[call]]\nphase = "prepare"\nsymbol = "omp_pause_resource_all"\nargs = [2]\noptional = true\n' \
         >"$BUILD/feat-omp.toml"
@@ -28,7 +30,7 @@ write_feature_configs() {
 
 define_feature_variants() {
     local f
-    for f in libc-locks held-acquire held-reinit log-exits debug-symbol spawn omp; do
+    for f in libc-locks held-acquire held-reinit log-exits debug-symbol spawn omp gunicorn; do
         def_variant "feat_${f//-/_}" "forkguard, $(feature_label "$f")" 0 \
             "LD_PRELOAD=$LIB" "FORKGUARD_CONFIG=$BUILD/feat-$f.toml"
     done
@@ -43,6 +45,7 @@ feature_label() {
         debug-symbol) echo 'a futex lock named through libc6-dbg ("libc.so.6:random.c:lock")' ;;
         spawn) echo '`kind = "listen"` → cloexec, spawn = true' ;;
         omp) echo 'the OpenMP recipe (omp_pause_resource_all, args = [2])' ;;
+        gunicorn) echo 'held_locks and libc_locks = "acquire"' ;;
     esac
 }
 
@@ -182,11 +185,58 @@ section_features() {
         env OMP_WAIT_POLICY=passive "$BUILD/ompfork" 3 1 500
     feat_wall omp "OpenMP: fork, child with a parallel region" feat_omp 3 per_fork_us \
         env OMP_WAIT_POLICY=passive "$BUILD/ompfork" 50 1
-    for v in feat_debug_symbol feat_libc_locks feat_held_reinit feat_held_acquire feat_log_exits feat_spawn feat_omp; do
+    feat_gunicorn
+    for v in feat_debug_symbol feat_libc_locks feat_held_reinit feat_held_acquire feat_log_exits feat_spawn feat_omp feat_gunicorn; do
         if [[ -n ${FEAT_SKIPPED[$v]:-} ]]; then
             pending "${VLABEL[$v]}" "${FEAT_CHECKED[$v]}; rows skipped: ${FEAT_SKIPPED[$v]}."
         fi
     done
-    pending "gunicorn --preload, 4 workers, held_locks and libc_locks on: requests per second" \
-        "not written yet: needs gunicorn (pip) and a load generator in scripts/bench/servers.sh, and the two settings in the library"
+}
+
+# feat_gunicorn: a prefork Python server (bench/wsgi_app.py under
+# `gunicorn --preload`, 4 workers recycled every ~500 requests), loaded by
+# `ab` in alternating rounds: no preload, forkguard with an empty config,
+# and forkguard with held_locks and libc_locks (when supported).
+feat_gunicorn() {
+    local -a vs=(plain fg_empty) order=()
+    local v r port out rps
+    local requests=$((QUICK ? 1000 : 4000))
+    if ! command -v gunicorn >/dev/null || ! command -v ab >/dev/null; then
+        pending "gunicorn --preload, requests per second" "gunicorn or ab (apache2-utils) not installed"
+        return 0
+    fi
+    feature_ok feat_gunicorn "gunicorn --preload, 4 workers, requests per second" && vs+=(feat_gunicorn)
+    local -A gport gpid
+    SCRATCH=$(mktemp -d /tmp/fgb-gunicorn.XXXXXX)
+    trap cleanup_servers EXIT
+    for v in "${vs[@]}"; do
+        port=$(free_port)
+        # env then setsid exec gunicorn: $! is the master, leader of its
+        # own process group (cleanup_servers kills the group).
+        local -a assign=()
+        read -r -a assign <<<"${VENV[$v]}"
+        "${CLEAN_ENV[@]}" "${assign[@]}" setsid gunicorn --preload -w 4 --max-requests 500 --max-requests-jitter 50 \
+            -b "127.0.0.1:$port" --chdir "$ROOT/bench" wsgi_app:app >"$SCRATCH/$v.log" 2>&1 &
+        gpid[$v]=$!
+        gport[$v]=$port
+        SERVER_PIDS+=("${gpid[$v]}")
+        wait_for 120 ab -q -n 1 "http://127.0.0.1:$port/" || {
+            cat "$SCRATCH/$v.log" >&2
+            die "gunicorn (${VLABEL[$v]}) did not start"
+        }
+    done
+    log "features: gunicorn, ab -n $requests -c 8, $SERVER_ROUNDS rounds x ${#vs[@]} variants"
+    for ((r = 0; r < SERVER_ROUNDS; r++)); do
+        mapfile -t order < <(rotated "$r" "${vs[@]}")
+        for v in "${order[@]}"; do
+            out=$(ab -q -n "$requests" -c 8 "http://127.0.0.1:${gport[$v]}/" 2>&1) || die "ab failed (${VLABEL[$v]}): $out"
+            rps=$(awk '/^Requests per second:/ { print $4; exit }' <<<"$out")
+            [[ -n $rps ]] || die "no requests per second in ab's output: $out"
+            raw feature_value group=gunicorn "what=gunicorn --preload, 4 workers recycled, ab -n $requests -c 8" \
+                "v=$v" "cmd=gunicorn --preload -w 4 --max-requests 500 wsgi_app:app" "round=$r" \
+                unit=rps "value=$rps" hangs=0
+        done
+    done
+    cleanup_servers
+    trap - EXIT
 }

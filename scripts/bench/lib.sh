@@ -97,6 +97,8 @@ ensure_tools() {
     compgen -G '/usr/lib/postgresql/*/bin/pgbench' >/dev/null || missing+=(postgresql)
     command -v redis-server >/dev/null || missing+=(redis-server)
     command -v redis-cli >/dev/null || missing+=(redis-tools)
+    command -v gunicorn >/dev/null || missing+=(gunicorn)
+    command -v ab >/dev/null || missing+=(apache2-utils)
     ((${#missing[@]} == 0)) && return 0
     ((DO_INSTALL)) || die "missing packages: ${missing[*]} (and --no-install given)"
     [[ $(id -u) -eq 0 ]] || die "missing packages: ${missing[*]}; install them or run as root"
