@@ -771,7 +771,7 @@ yet" instead.
 ## Reproducing
 
 ```sh
-scripts/bench.sh            # full run, about 8 minutes on 2 CPUs (as root: servers, apt-get)
+scripts/bench.sh            # full run, about 8 minutes on 2 idle CPUs, plus a few for the feature rows (as root: servers, apt-get)
 scripts/bench.sh --quick    # shorter loops and fewer rounds
 scripts/bench_report.py target/bench/raw.jsonl --out docs   # this page again, from the raw results
 ```

@@ -14,7 +14,9 @@
 # raw file keeps the elapsed nanoseconds) and the list of mapped objects of
 # the memory section (read from /proc of a process that no longer exists).
 # Expected differences, by design: the new bash-loop table, the features
-# section, "Not measured yet" and "Reproducing".
+# section, "Not measured yet" and "Reproducing". Run it on the machine that
+# measured RAW: the old script reads a few facts itself (CPU, kernel, tool
+# versions, `postgres --version`) where the raw file has them recorded.
 set -euo pipefail
 
 LEGACY=290d90083442bf979169ef745130ef3306cbb20d # the last commit of the one-file bench.sh
