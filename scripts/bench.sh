@@ -26,7 +26,9 @@
 # This script (and scripts/bench/*.sh) only installs, builds, runs and
 # measures: it writes every figure to a raw file, one JSON object a line
 # ($BENCH_DIR/raw.jsonl). scripts/bench_report.py computes the statistics
-# from that file and writes docs/BENCHMARKS.md and docs/bench-overhead.svg;
+# from that file (scripts/bench_stats.py; the feature rows in
+# scripts/bench_features.py, the plots in scripts/bench_plot.py) and writes
+# docs/BENCHMARKS.md, docs/bench-overhead.svg and docs/bench-threads.svg;
 # run it alone to re-render a report without measuring again:
 #   scripts/bench_report.py target/bench/raw.jsonl --out docs
 #

@@ -8,7 +8,7 @@
 
 RAW is the file scripts/bench.sh writes (target/bench/raw.jsonl): one JSON
 object a line, {"kind": ..., name: value, ...}, every value a string as the
-measuring tool printed it. All statistics are here: medians, ranges, spreads
+measuring tool printed it. The statistics (scripts/bench_stats.py): medians, ranges, spreads
 (median absolute deviation), medians of per-round ratios. Figures are
 rounded exactly as the former awk statistics of scripts/bench.sh did
 (intermediate values through printf "%.10g"), so a report renders the same
@@ -17,128 +17,13 @@ figures from the same measurements. Standard library only.
 
 import argparse
 import collections
-import json
 import os
 import sys
 
-# ------------------------------------------------------------- arithmetic --
-
-
-def g10(x):
-    """A value as awk's `printf "%.10g"` left it for the next step."""
-    return float("%.10g" % x)
-
-
-def s10(x):
-    return "%.10g" % x
-
-
-def median(vals):
-    v = sorted(vals)
-    n = len(v)
-    return v[(n - 1) // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
-
-
-def stats(vals):
-    """(median, min, max, mad) of numbers, as `stats` printed them."""
-    v = sorted(float(x) for x in vals)
-    m = median(v)
-    mad = median([abs(x - m) for x in v])
-    return g10(m), g10(v[0]), g10(v[-1]), g10(mad)
-
-
-def paired_ratio(a, b):
-    """(median, min, max) of a[i] / b[i]: rounds paired by position."""
-    r = sorted(float(x) / float(y) for x, y in zip(a, b))
-    return g10(median(r)), g10(r[0]), g10(r[-1])
-
-
-def fmt_int(n):
-    s = "%.0f" % float(n)
-    sign = ""
-    if s.startswith("-"):
-        sign, s = "-", s[1:]
-    out = ""
-    while len(s) > 3:
-        out = "," + s[-3:] + out
-        s = s[:-3]
-    return sign + s + out
-
-
-def fmt_delta(n):
-    s = fmt_int(n)
-    return s if s.startswith("-") else "+" + s
-
-
-def fmt_f(n, d=1):
-    return "%.*f" % (d, float(n))
-
-
-def fmt_pct(a, b):
-    return "n/a" if float(b) == 0 else "%+.1f%%" % (100 * float(a) / float(b))
-
-
-def fmt_spread(m, d):
-    return "n/a" if float(m) == 0 else "±%.1f%%" % (100 * float(d) / float(m))
-
-
-def ratio_pct(a, b):
-    """The cell "vs X" of a wall-clock row: median of per-round ratios - 1."""
-    return fmt_pct(g10(paired_ratio(a, b)[0] - 1), 1)
-
-
-# ------------------------------------------------------------------ data --
-
-
-class Raw:
-    """The records of one raw file, indexed the ways the tables need."""
-
-    def __init__(self, path):
-        self.recs = []
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                line = line.strip()
-                if line:
-                    try:
-                        self.recs.append(json.loads(line))
-                    except json.JSONDecodeError as e:
-                        sys.exit(f"bench_report: {path}:{n}: {e}")
-        self.run = self.one("run")
-        self.machine = self.one("machine")
-        self.variants = {r["id"]: r for r in self.of("variant")}
-
-    def of(self, kind, **match):
-        return [r for r in self.recs if r["kind"] == kind and all(r.get(k) == v for k, v in match.items())]
-
-    def one(self, kind, **match):
-        rs = self.of(kind, **match)
-        return rs[-1] if rs else {}
-
-    def label(self, v):
-        return self.variants[v]["label"]
-
-    def env(self, v):
-        return self.variants[v]["env"]
-
-    def cfg(self, key):
-        return self.run.get(key, "")
-
-    def cfg_list(self, key):
-        return self.cfg(key).split()
-
-
-def order(recs, key="v"):
-    """The distinct values of key in order of first appearance (round 0 of
-    a rotated section is in the order the section listed its variants)."""
-    seen = []
-    for r in recs:
-        if r[key] not in seen:
-            seen.append(r[key])
-    return seen
-
-
-def by_round(recs, v, field="us"):
-    return [r[field] for r in sorted((r for r in recs if r["v"] == v), key=lambda r: int(r["round"]))]
+import bench_features
+import bench_plot
+from bench_stats import (Raw, bash_rounds_rows, bash_rounds_summary, by_round, fmt_delta, fmt_f, fmt_int, fmt_pct,
+                         fmt_spread, g10, order, paired_ratio, ratio_pct, s10, stats)
 
 
 def cg_per_fork(r):
@@ -595,61 +480,7 @@ average above; a round that another job slowed shows in the range.
 
     # ---------------------------------------------------- features
     def features(self):
-        recs, vals = self.raw.of("feature"), self.raw.of("feature_value")
-        if not recs and not vals:
-            return
-        md, raw = self.md, self.raw
-        md("## New features (issue 14)")
-        md()
-        self.text("""
-What the features of the lock-reach, held-lock and spawn/exit issues cost, each against a base row
-of the same harness (marked "base"). Instruction counts are callgrind's (user space, every thread of
-the measured process; per operation = difference of the totals of two runs of different lengths over
-the difference of the operations, start-up and exit cancelled out; a start-up row is one whole run).
-Harnesses: `bench/lockpairs.c`, `bench/forkthreads.c`, `bench/spawnloop.c`, `bench/pyforkwriter.py`,
-`bench/ompfork.c`. A row whose config `forkguard check` still rejects is listed under "Not measured
-yet" instead.
-""")
-        md()
-        if recs:
-            md("| measure | variant | environment | command | instructions per operation | over the base row |")
-            md("|---|---|---|---|--:|--:|")
-            base = {}
-            for r in recs:
-                n1 = float(r["n1"])
-                per = g10((float(r["t2"]) - float(r["t1"])) / (float(r["n2"]) - n1)) if n1 > 0 else float(r["t2"])
-                if r["base"] == "yes":
-                    base[r["group"]] = per
-                    over = "base"
-                else:
-                    over = fmt_delta(g10(per - base[r["group"]])) if r["group"] in base else "—"
-                cell = fmt_int(per) if n1 == 0 else fmt_f(per, 1)
-                md(f"| {r['what']} | {raw.label(r['v'])} | `{raw.env(r['v'])}` | `{r['cmd']}` | {cell} | {over} |")
-            md()
-            if self.threads_points():
-                md("![per-fork cost against threads and locks](bench-threads.svg)")
-                md()
-        if vals:
-            md("Wall clock, memory and requests per second (median over the rounds; \"hangs\": children killed after")
-            md("the harness's timeout, over all rounds; the ratio is the median of per-round ratios to the first row")
-            md("of the same measure, rounds alternating):")
-            md()
-            md("| measure | variant | environment | command | rounds | median | range | hangs | ÷ first row |")
-            md("|---|---|---|---|--:|--:|--:|--:|--:|")
-            first = {}
-            for (what, v) in order([dict(r, k=(r["what"], r["v"])) for r in vals], "k"):
-                rows = [r for r in vals if r["what"] == what and r["v"] == v]
-                s = by_round(rows, v, "value")
-                ratio = "—"
-                if what not in first:
-                    first[what] = s
-                elif len(first[what]) == len(s):
-                    ratio = fmt_f(paired_ratio(s, first[what])[0], 3)
-                med, lo, hi, _ = stats(s)
-                unit = {"per_fork_us": " µs/fork", "maxrss_kb_median": " KiB", "rps": " req/s"}.get(rows[0]["unit"], "")
-                hangs = sum(int(r["hangs"] or 0) for r in rows)
-                md(f"| {what} | {raw.label(v)} | `{raw.env(v)}` | `{rows[0]['cmd']}` | {len(rows)} | {fmt_f(med, 1)}{unit} | {fmt_f(lo, 1)}–{fmt_f(hi, 1)} | {hangs} | {ratio} |")
-            md()
+        bench_features.render(self)
 
     # ---------------------------------------------------- summary, page
     def summary(self):
@@ -782,17 +613,6 @@ data in `target/bench/plot-*.dat` when the report is rendered with `--plot-data 
         return "\n".join(self.lines) + "\n"
 
     # ---------------------------------------------------- plot data
-    def threads_points(self):
-        """(threads, locks, variant label, per fork) of the features'
-        forkthreads rows (groups threads-T-L), for bench-threads.svg."""
-        pts = []
-        for r in self.raw.of("feature"):
-            if r["group"].startswith("threads-"):
-                _, t, k = r["group"].split("-")
-                per = g10((float(r["t2"]) - float(r["t1"])) / (float(r["n2"]) - float(r["n1"])))
-                pts.append((int(t), int(k), self.raw.label(r["v"]), per))
-        return pts
-
     def plot_data(self):
         """The rows of plot-calls.dat and plot-mem.dat (as the gnuplot data
         of the former script), or None when the sections are missing."""
@@ -820,40 +640,6 @@ data in `target/bench/plot-*.dat` when the report is rendered with `--plot-data 
         return calls, mem
 
 
-def bash_rounds_rows(bash):
-    """(variant, median µs per run, ratio, q1, q3, Δ µs per fork) of
-    bash_round records: scripts/bash-rounds.sh's statistics (whole µs per
-    run, the median of per-round ratios and their quartiles)."""
-    runs = collections.defaultdict(dict)
-    for r in bash:
-        runs[int(r["round"])][r["v"]] = int(r["ns"]) // 1000
-    forks = 2 * int(bash[0]["iters"])
-    plain = median([runs[r]["plain"] for r in runs])
-    rows = [("plain", plain, 1.0, 1.0, 1.0, 0.0)]
-    for v in order(bash):
-        if v == "plain":
-            continue
-        ratios = sorted(runs[r][v] / runs[r]["plain"] for r in runs)
-        q = len(ratios) // 4
-        med = median([runs[r][v] for r in runs])
-        rows.append((v, med, median(ratios), ratios[q], ratios[-q - 1], (med - plain) / forks))
-    return rows
-
-
-def bash_rounds_summary(raw):
-    bash = raw.of("bash_round")
-    if not bash:
-        sys.exit("bench_report: no bash_round records")
-    rows = bash_rounds_rows(bash)
-    iters = bash[0]["iters"]
-    forks = 2 * int(iters)
-    out = [f"{len({r['round'] for r in bash})} rounds of {iters} iterations; no preload: {rows[0][1] / forks:.1f} us per fork (median)"]
-    names = {"srv_bash_fg": "bashcfg", "fg_empty": "empty"}
-    for v, med, ratio, q1, q3, dus in rows[1:]:
-        out.append(f"{names.get(v, v):8} ratio {ratio:.3f} (quartiles {q1:.3f}-{q3:.3f}), {dus:+.1f} us per fork")
-    return "\n".join(out) + "\n"
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("raw", help="the raw file of scripts/bench.sh (target/bench/raw.jsonl)")
@@ -879,12 +665,10 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "BENCHMARKS.md"), "w", encoding="utf-8") as f:
         f.write(text)
-    import bench_plot  # scripts/bench_plot.py, beside this file
-
     if data:
         with open(os.path.join(a.out, "bench-overhead.svg"), "w", encoding="utf-8") as f:
             f.write(bench_plot.svg(*data))
-    threads = rep.threads_points()
+    threads = bench_features.threads_points(raw)
     if threads:
         with open(os.path.join(a.out, "bench-threads.svg"), "w", encoding="utf-8") as f:
             f.write(bench_plot.svg_threads(threads))
