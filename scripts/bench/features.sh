@@ -15,7 +15,10 @@ write_feature_configs() {
     printf 'version = 1\n\n[settings]\nlibc_locks = "acquire"\n' >"$BUILD/feat-libc-locks.toml"
     printf 'version = 1\n\n[settings]\nheld_locks = "acquire"\n' >"$BUILD/feat-held-acquire.toml"
     printf 'version = 1\n\n[settings]\nheld_locks = "reinit"\n' >"$BUILD/feat-held-reinit.toml"
-    printf 'version = 1\n\n[settings]\nlog_exits = true\n' >"$BUILD/feat-log-exits.toml"
+    # log_exits writes to the log: its base is the same log without it.
+    printf 'version = 1\n\n[settings]\nlog = "%s"\n' "$BUILD/feat-log.log" >"$BUILD/feat-log.toml"
+    printf 'version = 1\n\n[settings]\nlog = "%s"\nlog_exits = true\n' "$BUILD/feat-log.log" \
+        >"$BUILD/feat-log-exits.toml"
     # A static lock of glibc's that only its debug file names (SPEC 8.1, 8.2).
     printf 'version = 1\n\n[[lock]]\nsymbol = "libc.so.6:random.c:lock"\ntype = "futex"\nstrategy = "acquire"\n' \
         >"$BUILD/feat-debug-symbol.toml"
@@ -30,7 +33,7 @@ write_feature_configs() {
 
 define_feature_variants() {
     local f
-    for f in libc-locks held-acquire held-reinit log-exits debug-symbol spawn omp gunicorn; do
+    for f in libc-locks held-acquire held-reinit log log-exits debug-symbol spawn omp gunicorn; do
         def_variant "feat_${f//-/_}" "forkguard, $(feature_label "$f")" 0 \
             "LD_PRELOAD=$LIB" "FORKGUARD_CONFIG=$BUILD/feat-$f.toml"
     done
@@ -41,7 +44,8 @@ feature_label() {
         libc-locks) echo 'libc_locks = "acquire"' ;;
         held-acquire) echo 'held_locks = "acquire"' ;;
         held-reinit) echo 'held_locks = "reinit" (tracking on)' ;;
-        log-exits) echo 'log_exits = true' ;;
+        log) echo 'a log file (log = PATH)' ;;
+        log-exits) echo 'a log file and log_exits = true' ;;
         debug-symbol) echo 'a futex lock named through libc6-dbg ("libc.so.6:random.c:lock")' ;;
         spawn) echo '`kind = "listen"` → cloexec, spawn = true' ;;
         omp) echo 'the OpenMP recipe (omp_pause_resource_all, args = [2])' ;;
@@ -137,8 +141,12 @@ section_features() {
         note "libc6-dbg is not installed: the debug-file rows measure forkguard's look-up that finds nothing (apt-get install libc6-dbg)."
     fi
     log "features: per fork, callgrind"
-    for v in fg_empty feat_libc_locks feat_held_acquire feat_log_exits; do
+    for v in fg_empty feat_libc_locks feat_held_acquire; do
         feat_cg fork "per fork (forkloop)" "$v" "$([[ $v == fg_empty ]] && echo yes || echo no)" \
+            "$CG_N1" "$CG_N2" "$BUILD/forkloop" N
+    done
+    for v in feat_log feat_log_exits; do
+        feat_cg fork-log "per fork (forkloop), with a log" "$v" "$([[ $v == feat_log ]] && echo yes || echo no)" \
             "$CG_N1" "$CG_N2" "$BUILD/forkloop" N
     done
     log "features: lock/unlock pairs, callgrind"
@@ -171,7 +179,7 @@ section_features() {
     CG_EXTRA=()
     : "${CG_EXTRA[@]}"
     log "features: wall clock (Python writer thread, OpenMP, log_exits memory)"
-    for v in fg_empty feat_log_exits; do
+    for v in feat_log feat_log_exits; do
         feat_wall log-exits-rss "peak RSS of forkloop 1000 (bench/peakrss)" "$v" 1 maxrss_kb_median \
             "$BUILD/peakrss" 5 "$BUILD/forkloop" 1000
     done
