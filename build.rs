@@ -7,7 +7,7 @@
 //!   `panic = "abort"` it only serves backtraces);
 //! - relative relocations are packed (DT_RELR);
 //! - libc functions are bound lazily through trampolines generated here from
-//!   `src/lazy_imports.txt` (see `src/lazy.rs`).
+//!   `src/os/lazy_imports.txt` (see `src/os/lazy.rs`).
 use std::fmt::Write as _;
 
 fn main() {
@@ -17,9 +17,9 @@ fn main() {
     println!("cargo:rustc-link-arg-cdylib=-Wl,--as-needed");
     println!("cargo:rustc-link-arg-cdylib=-Wl,-z,pack-relative-relocs");
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=src/lazy_imports.txt");
+    println!("cargo:rerun-if-changed=src/os/lazy_imports.txt");
 
-    let list = std::fs::read_to_string("src/lazy_imports.txt").expect("src/lazy_imports.txt");
+    let list = std::fs::read_to_string("src/os/lazy_imports.txt").expect("src/os/lazy_imports.txt");
     let names: Vec<&str> = list
         .lines()
         .map(str::trim)

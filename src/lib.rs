@@ -8,26 +8,15 @@
 //! one module per action kind (`child`), `audit`, and the system layer
 //! (`sys`, `fdinfo`, `buf`, `symbols`).
 
-mod audit;
-mod buf;
-mod child;
-mod elf;
-mod engine;
-mod fd;
-mod fdinfo;
-mod hooks;
-mod init;
-mod lazy;
-mod lock;
-mod runtime;
-mod symbols;
-mod sys;
-mod tls;
-mod zero;
+mod actions;
+mod entry;
+mod load;
+mod os;
+mod phases;
 
 /// Load time: read the config and build the runtime (cheap when there is
 /// none). Code here stays within libc and forkguard's own modules.
 #[ctor::ctor(unsafe)]
 fn forkguard_init() {
-    init::init();
+    load::init();
 }

@@ -12,8 +12,8 @@
     clippy::panic
 )]
 
-use crate::engine::{Tally, ERR_UNRESOLVED};
-use crate::symbols::Sym;
+use crate::os::symbols::Sym;
+use crate::phases::{Tally, ERR_UNRESOLVED};
 use forkguard_core::plan::{Loc, ZeroSpec};
 
 pub struct ZeroAction {

@@ -9,7 +9,7 @@
 //! yet (it may be `dlopen`ed later) is looked up again before each fork
 //! while the set of loaded objects changes; never in the child.
 
-use crate::elf;
+use crate::os::elf;
 use forkguard_core::plan::SymbolRef;
 use std::ffi::{CStr, CString};
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -271,7 +271,7 @@ fn dynamic_in(obj: &elf::Loaded, name: &CStr) -> Option<usize> {
 /// at `addr` (the usual case), else with `dladdr1`, which scans the whole
 /// symbol table of the object (about 90,000 instructions in bash).
 fn sym_size(addr: usize, name: &CStr) -> usize {
-    if let Some((a, size)) = crate::lazy::first_definition(name.to_bytes()) {
+    if let Some((a, size)) = crate::os::lazy::first_definition(name.to_bytes()) {
         if a == addr {
             return size;
         }

@@ -3,7 +3,7 @@
 //! target. After it is built it is never changed, except for symbol
 //! addresses re-resolved in the parent (atomics, see `symbols`).
 
-use crate::symbols::Sym;
+use crate::os::symbols::Sym;
 use forkguard_core::plan::{
     ActionKind, ChildSettings, LogDest, LogFormat, Phase, Plan, VforkPolicy,
 };
@@ -71,9 +71,9 @@ pub struct RtAction {
 
 pub enum RtKind {
     Call { phase: Phase, sym: Sym },
-    Lock(crate::lock::LockAction),
-    Zero(crate::zero::ZeroAction),
-    Fd(crate::fd::FdAction),
+    Lock(crate::actions::lock::LockAction),
+    Zero(crate::actions::zero::ZeroAction),
+    Fd(crate::actions::fd::FdAction),
 }
 
 impl RtKind {
@@ -167,7 +167,7 @@ pub fn build(
     // The loader's generation (a `dl_iterate_phdr` walk), only when some
     // action has a symbol to resolve.
     let generation = if plan.actions.iter().any(|a| a.kind.symbol().is_some()) {
-        crate::symbols::generation()
+        crate::os::symbols::generation()
     } else {
         0
     };
@@ -186,21 +186,21 @@ pub fn build(
                     sym,
                 }
             }
-            ActionKind::Lock(l) => {
-                RtKind::Lock(crate::lock::build(l, generation).map_err(|(loc, m)| err(loc, m))?)
-            }
-            ActionKind::Zero(z) => {
-                RtKind::Zero(crate::zero::build(z, generation).map_err(|(loc, m)| err(loc, m))?)
-            }
+            ActionKind::Lock(l) => RtKind::Lock(
+                crate::actions::lock::build(l, generation).map_err(|(loc, m)| err(loc, m))?,
+            ),
+            ActionKind::Zero(z) => RtKind::Zero(
+                crate::actions::zero::build(z, generation).map_err(|(loc, m)| err(loc, m))?,
+            ),
             ActionKind::Fd(f) => {
-                RtKind::Fd(crate::fd::build(f, a.loc).map_err(|(loc, m)| err(loc, m))?)
+                RtKind::Fd(crate::actions::fd::build(f, a.loc).map_err(|(loc, m)| err(loc, m))?)
             }
         };
         let label = match &kind {
             RtKind::Call { sym, .. } => format!("call {}", sym.spec),
             RtKind::Lock(l) => format!("lock {}", l.sym.spec),
             RtKind::Zero(z) => format!("zero {}", z.sym.spec),
-            RtKind::Fd(f) => crate::fd::label(f),
+            RtKind::Fd(f) => crate::actions::fd::label(f),
         };
         actions.push(RtAction {
             label: label.into_bytes(),

@@ -3,11 +3,11 @@
 //! formats with the fixed buffer, since it runs with signals blocked inside
 //! other people's fork calls.
 
-use crate::buf::Buf;
-use crate::engine::Via;
-use crate::fdinfo;
-use crate::runtime::{LogTarget, Runtime};
-use crate::sys;
+use crate::os::buf::Buf;
+use crate::os::fdinfo;
+use crate::os::sys;
+use crate::phases::runtime::{LogTarget, Runtime};
+use crate::phases::Via;
 
 /// One audit line for the fork about to happen.
 #[cold]
@@ -49,8 +49,8 @@ pub fn report(rt: &Runtime, via: Via) {
         // Configured locks held and fd actions' matches, as one string in
         // the same words as the text line.
         let mut more = Buf::<1024>::new();
-        crate::lock::audit(rt, &mut more);
-        crate::fd::audit(rt, &mut more);
+        crate::actions::lock::audit(rt, &mut more);
+        crate::actions::fd::audit(rt, &mut more);
         let text = more.as_bytes();
         let text = text.strip_prefix(b"; ").unwrap_or(text);
         line.str(",\"configured\":\"").json_str(text).str("\"}");
@@ -79,8 +79,8 @@ pub fn report(rt: &Runtime, via: Via) {
         if !any {
             line.str(" none");
         }
-        crate::lock::audit(rt, &mut line);
-        crate::fd::audit(rt, &mut line);
+        crate::actions::lock::audit(rt, &mut line);
+        crate::actions::fd::audit(rt, &mut line);
     }
     let bytes = line.end_line();
     match &rt.log {

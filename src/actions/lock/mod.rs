@@ -38,11 +38,11 @@
     clippy::panic
 )]
 
-use crate::buf::Buf;
-use crate::engine::{Tally, ERR_TIMEOUT, ERR_UNRESOLVED};
-use crate::runtime::{RtKind, Runtime};
-use crate::symbols::Sym;
-use crate::sys;
+use crate::os::buf::Buf;
+use crate::os::symbols::Sym;
+use crate::os::sys;
+use crate::phases::runtime::{RtKind, Runtime};
+use crate::phases::{Tally, ERR_TIMEOUT, ERR_UNRESOLVED};
 use forkguard_core::plan::{Loc, LockKind, LockSpec, LockStrategy, OnTimeout, MAX_ACTIONS};
 use libc::c_int;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};

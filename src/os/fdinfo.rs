@@ -89,7 +89,7 @@ fn select_accepts(x: c_int) -> bool {
     // SAFETY: set covers x + 1 bits; the other sets and the sigmask are
     // null; zero is a valid timeout (return at once).
     unsafe {
-        crate::sys::call(
+        crate::os::sys::call(
             libc::SYS_pselect6,
             [
                 bit + 1,
@@ -128,7 +128,7 @@ fn poll_scan(from: c_int, end: c_int, f: &mut impl FnMut(c_int)) {
             p.fd = next;
             next += 1;
         }
-        let asked = crate::sys::poll_now(batch).is_ok();
+        let asked = crate::os::sys::poll_now(batch).is_ok();
         for p in batch.iter() {
             // If poll itself failed (ENOMEM), ask each number instead.
             let open = if asked {
@@ -150,7 +150,7 @@ fn poll_scan(from: c_int, end: c_int, f: &mut impl FnMut(c_int)) {
 #[inline(never)]
 #[link_section = ".text.fg_hot"]
 fn proc_list(from: c_int, f: &mut impl FnMut(c_int)) -> bool {
-    let dir = crate::sys::open(
+    let dir = crate::os::sys::open(
         c"/proc/self/fd",
         libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
         0,
@@ -159,7 +159,7 @@ fn proc_list(from: c_int, f: &mut impl FnMut(c_int)) -> bool {
         return false;
     }
     let mut buf = core::mem::MaybeUninit::<[u8; 2048]>::uninit();
-    while let Ok(entries) = crate::sys::getdents64(dir, &mut buf) {
+    while let Ok(entries) = crate::os::sys::getdents64(dir, &mut buf) {
         if entries.is_empty() {
             break;
         }
@@ -183,7 +183,7 @@ fn proc_list(from: c_int, f: &mut impl FnMut(c_int)) -> bool {
             off += reclen;
         }
     }
-    crate::sys::close(dir);
+    crate::os::sys::close(dir);
     true
 }
 
@@ -215,9 +215,9 @@ fn parse_fd(name: &[u8]) -> Option<c_int> {
 /// length read. Async-signal-safe.
 #[link_section = ".text.fg_hot"]
 pub fn link_target(fd: c_int, out: &mut [u8]) -> usize {
-    let mut path = crate::buf::Buf::<32>::new();
+    let mut path = crate::os::buf::Buf::<32>::new();
     path.str("/proc/self/fd/").u64(fd as u64).byte(0);
-    crate::sys::readlink(path.as_bytes(), out).unwrap_or(0)
+    crate::os::sys::readlink(path.as_bytes(), out).unwrap_or(0)
 }
 
 /// The kind of an open descriptor, or None if it is not open.
@@ -245,7 +245,7 @@ pub fn classify_with(
 ) -> Option<(FdKind, usize)> {
     // SAFETY: struct stat is plain data; all-zero is a valid value.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    crate::sys::fstat(fd, &mut st).ok()?;
+    crate::os::sys::fstat(fd, &mut st).ok()?;
     let fmt = st.st_mode & libc::S_IFMT;
     if sockets_only && fmt != libc::S_IFSOCK {
         return Some((FdKind::File, 0));
@@ -255,7 +255,7 @@ pub fn classify_with(
     // F_GET_SEALS: an ordinary file costs no system call more than fstat.
     let maybe_memfd = fmt == libc::S_IFREG
         && st.st_nlink == 0
-        && crate::sys::fcntl(fd, libc::F_GET_SEALS, 0).is_ok();
+        && crate::os::sys::fcntl(fd, libc::F_GET_SEALS, 0).is_ok();
     let anon = !matches!(
         fmt,
         libc::S_IFREG | libc::S_IFDIR | libc::S_IFIFO | libc::S_IFSOCK | libc::S_IFCHR
@@ -279,7 +279,7 @@ pub fn classify_with(
             }
         }
         libc::S_IFCHR => {
-            if crate::sys::is_tty(fd) {
+            if crate::os::sys::is_tty(fd) {
                 FdKind::Tty
             } else {
                 FdKind::File
@@ -370,14 +370,14 @@ pub fn thread_count() -> usize {
 /// Is `fd` an open descriptor? Async-signal-safe.
 #[link_section = ".text.fg_hot"]
 pub fn is_open(fd: c_int) -> bool {
-    crate::sys::fcntl(fd, libc::F_GETFD, 0).is_ok()
+    crate::os::sys::fcntl(fd, libc::F_GETFD, 0).is_ok()
 }
 
 /// An integer `SOL_SOCKET` option (`SO_DOMAIN`, `SO_TYPE`, ...), or the
 /// errno. Async-signal-safe.
 #[link_section = ".text.fg_hot"]
 pub fn sock_opt(fd: c_int, opt: c_int) -> Result<c_int, c_int> {
-    crate::sys::sock_opt(fd, libc::SOL_SOCKET, opt)
+    crate::os::sys::sock_opt(fd, libc::SOL_SOCKET, opt)
 }
 
 /// Raw socket address bytes (a `sockaddr_*`): the local one, or the peer's
@@ -405,7 +405,7 @@ pub fn sock_name(fd: c_int, peer: bool, out: &mut [u8; 128]) -> usize {
 /// The number after `key` (e.g. `b"clockid:"`) in `/proc/self/fdinfo/N`, or
 /// None. Async-signal-safe: read into a stack buffer.
 pub fn info_value(fd: c_int, key: &[u8]) -> Option<i64> {
-    let mut path = crate::buf::Buf::<40>::new();
+    let mut path = crate::os::buf::Buf::<40>::new();
     path.str("/proc/self/fdinfo/")
         .u64(u64::try_from(fd).ok()?)
         .byte(0);

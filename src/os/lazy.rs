@@ -66,11 +66,11 @@ mod imp {
     }
 
     fn die(name: &[u8]) -> ! {
-        crate::sys::write_all(2, b"forkguard: cannot find libc function ");
-        crate::sys::write_all(2, name);
-        crate::sys::write_all(2, b"\n");
+        crate::os::sys::write_all(2, b"forkguard: cannot find libc function ");
+        crate::os::sys::write_all(2, name);
+        crate::os::sys::write_all(2, b"\n");
         // SAFETY: ends the process; nothing else can be done without libc.
-        unsafe { crate::sys::syscall(libc::SYS_exit_group, [127, 0, 0, 0, 0, 0]) };
+        unsafe { crate::os::sys::syscall(libc::SYS_exit_group, [127, 0, 0, 0, 0, 0]) };
         #[allow(clippy::empty_loop)]
         loop {}
     }

@@ -32,7 +32,7 @@ pub struct ThreadState {
     pub skip: Cell<u32>,
     /// The fallback path's state, kept from the prepare handler to the
     /// parent/child handler.
-    pub fallback: UnsafeCell<crate::engine::ForkState>,
+    pub fallback: UnsafeCell<crate::phases::ForkState>,
 }
 
 thread_local! {
@@ -40,7 +40,7 @@ thread_local! {
         ThreadState {
             mode: Cell::new(0),
             skip: Cell::new(0),
-            fallback: UnsafeCell::new(crate::engine::ForkState::new()),
+            fallback: UnsafeCell::new(crate::phases::ForkState::new()),
         }
     };
 }

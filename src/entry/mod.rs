@@ -4,7 +4,7 @@
 //! `panic = "abort"` (Cargo.toml) there is no unwinding, so that path can
 //! never run a second fork.
 
-use crate::engine::{self, Via};
+use crate::phases::{self, Via};
 use libc::{c_char, c_int, pid_t, termios, winsize};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -45,7 +45,7 @@ fn real_fork() -> extern "C" fn() -> pid_t {
 #[link_section = ".text.fg_hot"]
 pub unsafe extern "C" fn fork() -> pid_t {
     // SAFETY: the closure performs the real fork.
-    unsafe { engine::around(Via::Fork, || real_fork()()) }
+    unsafe { phases::around(Via::Fork, || real_fork()()) }
 }
 
 redhook::hook! {
@@ -53,14 +53,14 @@ redhook::hook! {
         // glibc's forkpty forks internally without calling `fork`: the
         // phases run here, once (its fork handlers see this thread busy).
         // SAFETY: the closure performs the real forkpty with the caller's arguments.
-        unsafe { engine::around(Via::Forkpty, || redhook::real!(forkpty)(amaster, name, termp, winp)) }
+        unsafe { phases::around(Via::Forkpty, || redhook::real!(forkpty)(amaster, name, termp, winp)) }
     }
 }
 
 redhook::hook! {
     unsafe fn daemon(nochdir: c_int, noclose: c_int) -> c_int => fg_daemon {
         // SAFETY: the closure performs the real daemon call.
-        unsafe { engine::around_daemon(|| redhook::real!(daemon)(nochdir, noclose)) }
+        unsafe { phases::around_daemon(|| redhook::real!(daemon)(nochdir, noclose)) }
     }
 }
 
@@ -73,14 +73,14 @@ fn real_vfork() -> usize {
 /// `vfork = "fork"`: a real fork with all three phases.
 extern "C" fn vfork_as_fork() -> pid_t {
     // SAFETY: the closure performs the real fork.
-    unsafe { engine::around(Via::Vfork, || real_fork()()) }
+    unsafe { phases::around(Via::Vfork, || real_fork()()) }
 }
 
 /// Where `vfork` goes: the real one (default, passthrough) or a fork with
 /// phases. Called from the naked `vfork` below, before any process exists.
 extern "C" fn vfork_target() -> usize {
-    match crate::runtime::get() {
-        Some(rt) if rt.vfork_as_fork && !engine::busy() => vfork_as_fork as *const () as usize,
+    match crate::phases::runtime::get() {
+        Some(rt) if rt.vfork_as_fork && !phases::busy() => vfork_as_fork as *const () as usize,
         _ => real_vfork(),
     }
 }

@@ -27,11 +27,11 @@
     clippy::panic
 )]
 
-use crate::buf::Buf;
-use crate::engine::{ForkState, Tally};
-use crate::fdinfo;
-use crate::runtime::{RtKind, Runtime};
-use crate::sys;
+use crate::os::buf::Buf;
+use crate::os::fdinfo;
+use crate::os::sys;
+use crate::phases::runtime::{RtKind, Runtime};
+use crate::phases::{ForkState, Tally};
 use forkguard_core::glob;
 use forkguard_core::plan::{FdActionKind, FdKind, FdSpec, Loc, OpenFlag, Selector};
 use libc::c_int;

@@ -9,9 +9,9 @@
     clippy::panic
 )]
 
-use crate::engine::{ForkState, Tally, Via, CHILD_SETTING};
-use crate::runtime::ChildPlan;
-use crate::sys;
+use crate::os::sys;
+use crate::phases::runtime::ChildPlan;
+use crate::phases::{ForkState, Tally, Via, CHILD_SETTING};
 
 const NAMES: [&str; 6] = [
     "parent_death_signal",

@@ -27,12 +27,15 @@
     clippy::panic
 )]
 
-use crate::buf::Buf;
-use crate::runtime::{self, LogTarget, RtKind, Runtime};
-use crate::sys;
-use crate::tls;
+pub mod audit;
+pub mod runtime;
+pub mod tls;
+
+use crate::os::buf::Buf;
+use crate::os::sys;
 use forkguard_core::plan::{Phase, MAX_ACTIONS};
 use libc::{c_int, pid_t};
+use runtime::{LogTarget, RtKind, Runtime};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -279,7 +282,7 @@ fn begin(rt: &Runtime, via: Via, st: &mut ForkState, mode: u8) -> Result<(), c_i
         st.t0 = sys::now_ns();
     }
     if rt.has_symbols {
-        let generation = crate::symbols::generation();
+        let generation = crate::os::symbols::generation();
         // Stored only once every symbol is refreshed: a thread forking
         // meanwhile still sees the old value and refreshes too.
         if rt.symbols_generation.load(Ordering::Acquire) != generation {
@@ -295,7 +298,7 @@ fn begin(rt: &Runtime, via: Via, st: &mut ForkState, mode: u8) -> Result<(), c_i
     }
     let mut verdict = Ok(());
     if rt.audit {
-        crate::audit::report(rt, via);
+        crate::phases::audit::report(rt, via);
     } else {
         // Declaration order; locks nest like a stack (undone in reverse).
         for (i, a) in rt.actions.iter().enumerate() {
@@ -305,7 +308,7 @@ fn begin(rt: &Runtime, via: Via, st: &mut ForkState, mode: u8) -> Result<(), c_i
                     sym,
                 } => call(sym, i, &mut st.prepare),
                 RtKind::Lock(l) => {
-                    let r = crate::lock::prepare(l, i, &mut st.scratch, &mut st.prepare);
+                    let r = crate::actions::lock::prepare(l, i, &mut st.scratch, &mut st.prepare);
                     if let Err(e) = r {
                         verdict = Err(e);
                         break;
@@ -328,7 +331,7 @@ fn begin(rt: &Runtime, via: Via, st: &mut ForkState, mode: u8) -> Result<(), c_i
 /// from now on the action is skipped and reported as not resolved.
 #[cold]
 #[inline(never)]
-fn unloaded(rt: &Runtime, a: &crate::runtime::RtAction) {
+fn unloaded(rt: &Runtime, a: &crate::phases::runtime::RtAction) {
     let mut line = Line::new();
     let me = i64::from(sys::getpid());
     if rt.json {
@@ -372,7 +375,7 @@ fn finish(rt: &Runtime, st: &mut ForkState, pid: pid_t, err: c_int) {
 /// is the config author's responsibility).
 /// An `optional` symbol that is missing is skipped without a word: the
 /// config said it may be absent.
-fn call(sym: &crate::symbols::Sym, i: usize, t: &mut Tally) {
+fn call(sym: &crate::os::symbols::Sym, i: usize, t: &mut Tally) {
     let addr = sym.addr();
     if addr == 0 {
         if !sym.spec.optional {
@@ -397,7 +400,7 @@ fn parent_phase(rt: &Runtime, st: &mut ForkState, pid: pid_t, err: c_int) {
                     phase: Phase::Parent,
                     sym,
                 } => call(sym, i, &mut tally),
-                RtKind::Lock(l) => crate::lock::parent(l, i, &st.scratch, &mut tally),
+                RtKind::Lock(l) => crate::actions::lock::parent(l, i, &st.scratch, &mut tally),
                 RtKind::Call { .. } | RtKind::Zero(_) | RtKind::Fd(_) => {}
             }
         }
@@ -425,19 +428,19 @@ fn child_phase(rt: &Runtime, st: &mut ForkState) -> sys::SigMask {
         // Order of SPEC §4: locks, zero, fd actions, child settings, calls.
         for (i, a) in rt.actions.iter().enumerate().rev() {
             if let RtKind::Lock(l) = &a.kind {
-                crate::lock::child(l, i, &st.scratch, &mut tally);
+                crate::actions::lock::child(l, i, &st.scratch, &mut tally);
             }
         }
         for (i, a) in rt.actions.iter().enumerate() {
             if let RtKind::Zero(z) = &a.kind {
-                crate::zero::child(z, i, &mut tally);
+                crate::actions::zero::child(z, i, &mut tally);
             }
         }
         if rt.has_fd {
-            crate::fd::child(rt, st, &mut tally);
+            crate::actions::fd::child(rt, st, &mut tally);
         }
         if let Some(c) = &rt.child {
-            crate::child::apply(c, st, &mut tally);
+            crate::actions::child::apply(c, st, &mut tally);
             if c.reset_signal_mask {
                 mask = 0;
             }
@@ -701,7 +704,9 @@ fn describe(rt: &Runtime, f: &Failure, line: &mut Line) {
         line.str("fd ").i64(i64::from(f.fd)).byte(b' ');
     }
     if f.action >= CHILD_SETTING {
-        line.str(crate::child::setting_name(f.action - CHILD_SETTING));
+        line.str(crate::actions::child::setting_name(
+            f.action - CHILD_SETTING,
+        ));
     } else if let Some(a) = rt.actions.get(usize::from(f.action)) {
         line.push(&a.label);
     }

@@ -3,8 +3,8 @@
 //! `FORKGUARD_DISABLE=1`) costs one walk of the environment and one
 //! `access`.
 
-use crate::runtime::{self, Program, Runtime};
-use crate::sys;
+use crate::os::sys;
+use crate::phases::runtime::{self, Program, Runtime};
 use forkguard_core::load::{self, Trust};
 use forkguard_core::plan::{LogDest, OnError, Plan};
 use forkguard_core::{ConfigError, ENV_CONFIG, ENV_DISABLE, ENV_LOG, SYSTEM_CONFIG};
@@ -94,7 +94,7 @@ impl Env {
             // A variable set: a config will most likely be read, which binds
             // a dozen libc functions; the lookup table costs three `dlsym`s
             // and makes each binding (getauxval's first) cheaper than one.
-            crate::lazy::prepare();
+            crate::os::lazy::prepare();
             if secure_mode() {
                 return Env::default();
             }
@@ -324,12 +324,12 @@ fn library_identity() -> Option<String> {
 }
 
 fn activate(rt: Runtime) {
-    crate::tls::init();
+    crate::phases::tls::init();
     // From here on forks run phases: bind every libc function now, so that
     // none is looked up in a child or in a signal handler (see `lazy`).
-    crate::lazy::resolve_all();
+    crate::os::lazy::resolve_all();
     runtime::install(rt);
-    crate::engine::register_atfork();
+    crate::phases::register_atfork();
 }
 
 /// The executable's names: the path it was started with (AT_EXECFN), and
@@ -446,7 +446,7 @@ fn check_symbols(plan: &Plan) -> ! {
             }
         }
     }
-    let (compared, differ) = crate::lazy::verify();
+    let (compared, differ) = crate::os::lazy::verify();
     for d in &differ {
         out.push_str(&format!("forkguard-check: libc binding differs: {d}\n"));
     }
