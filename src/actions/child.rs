@@ -1,17 +1,53 @@
 //! `[child]` settings, applied in the child after fork.
 //!
 //! Everything here is async-signal-safe: plain system calls on data the
-//! runtime prepared before the fork (see `runtime::ChildPlan`).
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
+//! load prepared before the fork (see [`ChildPlan`]).
 
+use crate::actions::{Tally, CHILD_SETTING};
 use crate::os::sys;
-use crate::phases::runtime::ChildPlan;
-use crate::phases::{ForkState, Tally, Via, CHILD_SETTING};
+use forkguard_core::plan::ChildSettings;
+use libc::pid_t;
+
+/// `[child]`, prepared: nothing is formatted or looked up in the child.
+pub struct ChildPlan {
+    pub parent_death_signal: i32,
+    pub reset_signal_mask: bool,
+    pub reset_signal_handlers: bool,
+    pub new_session: bool,
+    /// The decimal text to write to /proc/self/oom_score_adj, if set.
+    pub oom_score_adj: Option<Vec<u8>>,
+    /// NUL-terminated, at most 16 bytes.
+    pub name: Option<[u8; 16]>,
+}
+
+impl ChildPlan {
+    pub fn new(c: &ChildSettings) -> ChildPlan {
+        ChildPlan {
+            parent_death_signal: c.parent_death_signal.unwrap_or(0),
+            reset_signal_mask: c.reset_signal_mask,
+            reset_signal_handlers: c.reset_signal_handlers,
+            new_session: c.new_session,
+            oom_score_adj: c.oom_score_adj.map(|v| v.to_string().into_bytes()),
+            name: c.name.as_ref().map(|n| {
+                let mut b = [0u8; 16];
+                for (d, s) in b.iter_mut().zip(n.bytes().take(15)) {
+                    *d = s;
+                }
+                b
+            }),
+        }
+    }
+
+    /// How many settings the child phase applies (each counts as an action).
+    pub fn count(&self) -> usize {
+        usize::from(self.parent_death_signal != 0)
+            + usize::from(self.reset_signal_mask)
+            + usize::from(self.reset_signal_handlers)
+            + usize::from(self.new_session)
+            + usize::from(self.oom_score_adj.is_some())
+            + usize::from(self.name.is_some())
+    }
+}
 
 const NAMES: [&str; 6] = [
     "parent_death_signal",
@@ -39,14 +75,17 @@ fn check(t: &mut Tally, n: u16, ok: bool) {
 /// restores the mask at the very end. Async-signal-safe.
 #[inline(never)]
 #[link_section = ".text.fg_hot"]
-pub fn apply(c: &ChildPlan, st: &ForkState, t: &mut Tally) {
-    if c.parent_death_signal != 0 && st.via != Via::Daemon {
+///
+/// `daemon`: the process was made by `daemon` (whose parent exits by
+/// design); `parent_pid`: the forking process.
+pub fn apply(c: &ChildPlan, daemon: bool, parent_pid: pid_t, t: &mut Tally) {
+    if c.parent_death_signal != 0 && !daemon {
         let ok = sys::prctl(libc::PR_SET_PDEATHSIG, c.parent_death_signal as usize) == 0;
         // Close the race: if the parent died before prctl, the kernel will
         // never send the signal, so send it now (it is delivered when the
         // caller's mask is restored). A daemon's parent exits by design, so
         // the setting does not apply to `daemon`.
-        if ok && sys::getppid() != st.parent_pid {
+        if ok && sys::getppid() != parent_pid {
             sys::kill(sys::getpid(), c.parent_death_signal);
         }
         check(t, 0, ok);

@@ -5,15 +5,9 @@
 //! whose size is unknown, or that is not in writable memory, is refused
 //! when the config loads (or, for a library loaded later, reported at the
 //! fork).
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 
+use crate::actions::{Tally, ERR_UNRESOLVED};
 use crate::os::symbols::Sym;
-use crate::phases::{Tally, ERR_UNRESOLVED};
 use forkguard_core::plan::{Loc, ZeroSpec};
 
 pub struct ZeroAction {

@@ -6,8 +6,8 @@
 use crate::os::buf::Buf;
 use crate::os::fdinfo;
 use crate::os::sys;
-use crate::phases::runtime::{LogTarget, Runtime};
-use crate::phases::Via;
+use crate::phases::runtime::{LogTarget, RtKind, Runtime};
+use crate::phases::state::Via;
 
 /// One audit line for the fork about to happen.
 #[cold]
@@ -49,8 +49,8 @@ pub fn report(rt: &Runtime, via: Via) {
         // Configured locks held and fd actions' matches, as one string in
         // the same words as the text line.
         let mut more = Buf::<1024>::new();
-        crate::actions::lock::audit(rt, &mut more);
-        crate::actions::fd::audit(rt, &mut more);
+        locks(rt, &mut more);
+        fds(rt, &mut more);
         let text = more.as_bytes();
         let text = text.strip_prefix(b"; ").unwrap_or(text);
         line.str(",\"configured\":\"").json_str(text).str("\"}");
@@ -79,12 +79,46 @@ pub fn report(rt: &Runtime, via: Via) {
         if !any {
             line.str(" none");
         }
-        crate::actions::lock::audit(rt, &mut line);
-        crate::actions::fd::audit(rt, &mut line);
+        locks(rt, &mut line);
+        fds(rt, &mut line);
     }
     let bytes = line.end_line();
     match &rt.log {
         LogTarget::Off | LogTarget::Stderr => sys::write_all(2, bytes),
         LogTarget::File(p) => sys::append_to(p, bytes),
+    }
+}
+
+/// Which configured locks are held now: `; configured locks held: lock g
+/// by tid 12, ...` (or `none`), when there are lock actions.
+fn locks(rt: &Runtime, line: &mut Buf<1024>) {
+    let mut any = false;
+    let me = sys::gettid();
+    for a in &rt.actions {
+        let RtKind::Lock(l) = &a.kind else { continue };
+        let mut held = Buf::<160>::new();
+        crate::actions::lock::held(l, me, &mut held);
+        if held.as_bytes().is_empty() {
+            continue;
+        }
+        line.str(if any {
+            ", "
+        } else {
+            "; configured locks held: "
+        });
+        line.push(&a.label).byte(b' ').push(held.as_bytes());
+        any = true;
+    }
+    if !any && rt.actions.iter().any(|a| matches!(a.kind, RtKind::Lock(_))) {
+        line.str("; configured locks held: none");
+    }
+}
+
+/// What each fd action would select now.
+fn fds(rt: &Runtime, line: &mut Buf<1024>) {
+    for a in &rt.actions {
+        if let RtKind::Fd(f) = &a.kind {
+            crate::actions::fd::audit(f, &a.label, line);
+        }
     }
 }

@@ -29,147 +29,18 @@
 
 pub mod audit;
 pub mod runtime;
+pub mod state;
 pub mod tls;
 
+use crate::actions::{Failure, Tally, CHILD_SETTING, ERR_TIMEOUT, ERR_UNRESOLVED, MAX_ERRS};
 use crate::os::buf::Buf;
 use crate::os::sys;
-use forkguard_core::plan::{Phase, MAX_ACTIONS};
+use forkguard_core::plan::Phase;
 use libc::{c_int, pid_t};
 use runtime::{LogTarget, RtKind, Runtime};
-use std::cell::Cell;
+pub use state::Via;
+use state::{ForkState, FALLBACK, HOOK, IDLE};
 use std::sync::atomic::{AtomicU32, Ordering};
-
-/// Which entry point created the process (the log's `via`).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Via {
-    Fork,
-    Forkpty,
-    Daemon,
-    Vfork,
-    /// Reached glibc's fork handlers without an interposed entry point.
-    Atfork,
-}
-
-impl Via {
-    pub fn name(self) -> &'static str {
-        match self {
-            Via::Fork => "fork",
-            Via::Forkpty => "forkpty",
-            Via::Daemon => "daemon",
-            Via::Vfork => "vfork",
-            Via::Atfork => "atfork",
-        }
-    }
-}
-
-/// At most this many failures are described in one report; more are counted.
-const MAX_ERRS: usize = 6;
-
-/// Pseudo action numbers for `[child]` settings in failure records.
-pub const CHILD_SETTING: u16 = MAX_ACTIONS as u16;
-
-/// Errors that are not errno values.
-pub const ERR_UNRESOLVED: c_int = -1;
-pub const ERR_TIMEOUT: c_int = -2;
-
-#[derive(Clone, Copy)]
-pub struct Failure {
-    /// Index in `Runtime::actions`, or `CHILD_SETTING + n` for `[child]`.
-    pub action: u16,
-    /// The descriptor concerned, or -1.
-    pub fd: c_int,
-    /// errno, or one of the `ERR_*` codes.
-    pub err: c_int,
-}
-
-/// Counts and the first few failures of one phase.
-#[derive(Clone, Copy)]
-pub struct Tally {
-    pub ok: u32,
-    pub failed: u32,
-    errs: [Failure; MAX_ERRS],
-}
-
-impl Tally {
-    pub const fn new() -> Tally {
-        Tally {
-            ok: 0,
-            failed: 0,
-            errs: [Failure {
-                action: 0,
-                fd: -1,
-                err: 0,
-            }; MAX_ERRS],
-        }
-    }
-
-    /// One action done. Async-signal-safe.
-    pub fn ok(&mut self) {
-        self.ok = self.ok.saturating_add(1);
-    }
-
-    /// One action failed; remembered for the report. Async-signal-safe.
-    pub fn fail(&mut self, action: u16, fd: c_int, err: c_int) {
-        if let Some(slot) = self.errs.get_mut(self.failed as usize) {
-            *slot = Failure { action, fd, err };
-        }
-        self.failed = self.failed.saturating_add(1);
-    }
-
-    pub fn failures(&self) -> &[Failure] {
-        self.errs
-            .get(..(self.failed as usize).min(MAX_ERRS))
-            .unwrap_or(&[])
-    }
-}
-
-/// Everything one process creation carries from prepare to parent/child.
-pub struct ForkState {
-    pub via: Via,
-    old_mask: sys::SigMask,
-    /// This thread's MODE cell and errno slot, found before the fork: after
-    /// it, both processes reach them through these pointers (the same
-    /// addresses in the child), without a thread-local lookup or a libc
-    /// call, each of which would fault in a page of code in the child.
-    mode: *const Cell<u8>,
-    errno: *mut c_int,
-    /// The forking process, for the child's report and parent-death check.
-    pub parent_pid: pid_t,
-    timing: bool,
-    t0: u64,
-    prepare_ns: u64,
-    pub prepare: Tally,
-    /// Per-action scratch: lock actions record here what prepare did.
-    pub scratch: [u8; MAX_ACTIONS],
-    /// Shared page for `handshake_timeout_ms` (null when off).
-    handshake: *mut AtomicU32,
-    /// Fallback path, when logging: the newest child before the fork
-    /// (`Err` when /proc could not tell), to tell a failed fork apart.
-    prev_child: Result<Option<pid_t>, ()>,
-}
-
-impl ForkState {
-    pub const fn new() -> ForkState {
-        ForkState {
-            via: Via::Fork,
-            old_mask: 0,
-            mode: core::ptr::null(),
-            errno: core::ptr::null_mut(),
-            parent_pid: 0,
-            timing: false,
-            t0: 0,
-            prepare_ns: 0,
-            prepare: Tally::new(),
-            scratch: [0; MAX_ACTIONS],
-            handshake: core::ptr::null_mut(),
-            prev_child: Err(()),
-        }
-    }
-}
-
-pub const IDLE: u8 = 0;
-const HOOK: u8 = 1;
-const FALLBACK: u8 = 2;
 
 /// Is a phase (or our own fork) running on this thread? Async-signal-safe.
 pub fn busy() -> bool {
@@ -437,10 +308,10 @@ fn child_phase(rt: &Runtime, st: &mut ForkState) -> sys::SigMask {
             }
         }
         if rt.has_fd {
-            crate::actions::fd::child(rt, st, &mut tally);
+            fd_actions(rt, st.parent_pid, &mut tally);
         }
         if let Some(c) = &rt.child {
-            crate::actions::child::apply(c, st, &mut tally);
+            crate::actions::child::apply(c, st.via == Via::Daemon, st.parent_pid, &mut tally);
             if c.reset_signal_mask {
                 mask = 0;
             }
@@ -464,6 +335,19 @@ fn child_phase(rt: &Runtime, st: &mut ForkState) -> sys::SigMask {
         st.handshake = core::ptr::null_mut();
     }
     mask
+}
+
+/// The child's fd actions, in declaration order. Out of line: the child
+/// phase's largest stack user, called only when there are some.
+/// Async-signal-safe.
+#[inline(never)]
+#[link_section = ".text.fg_hot"]
+fn fd_actions(rt: &Runtime, parent_pid: pid_t, tally: &mut Tally) {
+    for (i, a) in rt.actions.iter().enumerate() {
+        if let RtKind::Fd(f) = &a.kind {
+            crate::actions::fd::child(f, i, parent_pid, tally);
+        }
+    }
 }
 
 // ---- pthread_atfork fallback -------------------------------------------

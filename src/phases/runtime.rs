@@ -4,9 +4,7 @@
 //! addresses re-resolved in the parent (atomics, see `symbols`).
 
 use crate::os::symbols::Sym;
-use forkguard_core::plan::{
-    ActionKind, ChildSettings, LogDest, LogFormat, Phase, Plan, VforkPolicy,
-};
+use forkguard_core::plan::{ActionKind, LogDest, LogFormat, Phase, Plan, VforkPolicy};
 use forkguard_core::ConfigError;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
@@ -43,7 +41,7 @@ pub struct Runtime {
     pub handshake_ms: u32,
     /// Lock, call, zero and fd actions in declaration order.
     pub actions: Vec<RtAction>,
-    pub child: Option<ChildPlan>,
+    pub child: Option<crate::actions::child::ChildPlan>,
     /// Report hazards at each fork and change nothing (`forkguard audit`).
     pub audit: bool,
     /// The `config` event (after its pid), written once, before the first
@@ -85,47 +83,6 @@ impl RtKind {
             RtKind::Zero(z) => Some(&z.sym),
             RtKind::Fd(_) => None,
         }
-    }
-}
-
-/// `[child]`, prepared: nothing is formatted or looked up in the child.
-pub struct ChildPlan {
-    pub parent_death_signal: i32,
-    pub reset_signal_mask: bool,
-    pub reset_signal_handlers: bool,
-    pub new_session: bool,
-    /// The decimal text to write to /proc/self/oom_score_adj, if set.
-    pub oom_score_adj: Option<Vec<u8>>,
-    /// NUL-terminated, at most 16 bytes.
-    pub name: Option<[u8; 16]>,
-}
-
-impl ChildPlan {
-    fn new(c: &ChildSettings) -> ChildPlan {
-        ChildPlan {
-            parent_death_signal: c.parent_death_signal.unwrap_or(0),
-            reset_signal_mask: c.reset_signal_mask,
-            reset_signal_handlers: c.reset_signal_handlers,
-            new_session: c.new_session,
-            oom_score_adj: c.oom_score_adj.map(|v| v.to_string().into_bytes()),
-            name: c.name.as_ref().map(|n| {
-                let mut b = [0u8; 16];
-                for (d, s) in b.iter_mut().zip(n.bytes().take(15)) {
-                    *d = s;
-                }
-                b
-            }),
-        }
-    }
-
-    /// How many settings the child phase applies (each counts as an action).
-    pub fn count(&self) -> usize {
-        usize::from(self.parent_death_signal != 0)
-            + usize::from(self.reset_signal_mask)
-            + usize::from(self.reset_signal_handlers)
-            + usize::from(self.new_session)
-            + usize::from(self.oom_score_adj.is_some())
-            + usize::from(self.name.is_some())
     }
 }
 
@@ -229,7 +186,7 @@ pub fn build(
         .child
         .as_ref()
         .filter(|c| !c.is_empty())
-        .map(ChildPlan::new);
+        .map(crate::actions::child::ChildPlan::new);
     let n = actions.len() + child.as_ref().map_or(0, |c| c.count());
     let json = json_override.unwrap_or(settings.log_format == LogFormat::Json);
     let prog = program.paths.first().map_or("?", |s| s.as_str());

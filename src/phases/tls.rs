@@ -14,12 +14,6 @@
 //! whose size the loader reports); from then on `state()` is one load from
 //! `%fs`. If the proof fails (a `dlopen`ed copy, another libc), `state()`
 //! keeps using the `thread_local!` path.
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 
 use core::cell::{Cell, UnsafeCell};
 use core::sync::atomic::{AtomicIsize, Ordering};
@@ -32,7 +26,7 @@ pub struct ThreadState {
     pub skip: Cell<u32>,
     /// The fallback path's state, kept from the prepare handler to the
     /// parent/child handler.
-    pub fallback: UnsafeCell<crate::phases::ForkState>,
+    pub fallback: UnsafeCell<crate::phases::state::ForkState>,
 }
 
 thread_local! {
@@ -40,7 +34,7 @@ thread_local! {
         ThreadState {
             mode: Cell::new(0),
             skip: Cell::new(0),
-            fallback: UnsafeCell::new(crate::phases::ForkState::new()),
+            fallback: UnsafeCell::new(crate::phases::state::ForkState::new()),
         }
     };
 }

@@ -20,18 +20,11 @@
 //!   action.
 //! - Actions run in declaration order, each over every descriptor it
 //!   selects (a later action sees what an earlier one left).
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 
+use crate::actions::Tally;
 use crate::os::buf::Buf;
 use crate::os::fdinfo;
 use crate::os::sys;
-use crate::phases::runtime::{RtKind, Runtime};
-use crate::phases::{ForkState, Tally};
 use forkguard_core::glob;
 use forkguard_core::plan::{FdActionKind, FdKind, FdSpec, Loc, OpenFlag, Selector};
 use libc::c_int;
@@ -186,23 +179,17 @@ impl FdAction {
     }
 }
 
-/// Child: apply every fd action, in declaration order. Each action counts
-/// once as ok when nothing failed; otherwise each descriptor it could not
-/// handle is one failure (`fd 7 reopen /x: EACCES`). Async-signal-safe.
-#[inline(never)]
+/// Child: apply one fd action (number `i`) to every descriptor it selects.
+/// It counts once as ok when nothing failed; otherwise each descriptor it
+/// could not handle is one failure (`fd 7 reopen /x: EACCES`).
+/// Async-signal-safe.
 #[link_section = ".text.fg_hot"]
-pub fn child(rt: &Runtime, st: &ForkState, t: &mut Tally) {
-    let ids = Ids {
-        parent: st.parent_pid,
-    };
-    for (i, a) in rt.actions.iter().enumerate() {
-        if let RtKind::Fd(f) = &a.kind {
-            let failed = t.failed;
-            run(f, u16::try_from(i).unwrap_or(u16::MAX), &ids, t);
-            if t.failed == failed {
-                t.ok();
-            }
-        }
+pub fn child(f: &FdAction, i: usize, parent: libc::pid_t, t: &mut Tally) {
+    let ids = Ids { parent };
+    let failed = t.failed;
+    run(f, u16::try_from(i).unwrap_or(u16::MAX), &ids, t);
+    if t.failed == failed {
+        t.ok();
     }
 }
 
@@ -690,41 +677,38 @@ fn close_ranges(s: &Sel, cloexec: bool) -> bool {
     range(start, u32::MAX)
 }
 
-/// Audit: append which descriptors each fd action would select now:
+/// Audit: append which descriptors the fd action would select now:
 /// `; fd close -> 3-9,12; fd disconnect -> none`. Parent side, in prepare;
 /// changes nothing.
-pub fn audit(rt: &Runtime, line: &mut Buf<1024>) {
+pub fn audit(f: &FdAction, label: &[u8], line: &mut Buf<1024>) {
     let mut link = [0u8; PATH_BUF];
-    for a in &rt.actions {
-        let RtKind::Fd(f) = &a.kind else { continue };
-        line.str("; fd ").push(&a.label).str(" ->");
-        let mut run: Option<(c_int, c_int)> = None;
-        let mut any = false;
-        let flush = |line: &mut Buf<1024>, r: (c_int, c_int), any: &mut bool| {
-            line.str(if *any { "," } else { " " }).i64(i64::from(r.0));
-            if r.1 > r.0 {
-                line.byte(b'-').i64(i64::from(r.1));
+    line.str("; fd ").push(label).str(" ->");
+    let mut run: Option<(c_int, c_int)> = None;
+    let mut any = false;
+    let flush = |line: &mut Buf<1024>, r: (c_int, c_int), any: &mut bool| {
+        line.str(if *any { "," } else { " " }).i64(i64::from(r.0));
+        if r.1 > r.0 {
+            line.byte(b'-').i64(i64::from(r.1));
+        }
+        *any = true;
+    };
+    visit(&f.sel, |fd| {
+        if selects(&f.sel, fd, &mut link).is_none() {
+            return;
+        }
+        run = match run {
+            Some((lo, hi)) if hi.checked_add(1) == Some(fd) => Some((lo, fd)),
+            Some(r) => {
+                flush(line, r, &mut any);
+                Some((fd, fd))
             }
-            *any = true;
+            None => Some((fd, fd)),
         };
-        visit(&f.sel, |fd| {
-            if selects(&f.sel, fd, &mut link).is_none() {
-                return;
-            }
-            run = match run {
-                Some((lo, hi)) if hi.checked_add(1) == Some(fd) => Some((lo, fd)),
-                Some(r) => {
-                    flush(line, r, &mut any);
-                    Some((fd, fd))
-                }
-                None => Some((fd, fd)),
-            };
-        });
-        if let Some(r) = run {
-            flush(line, r, &mut any);
-        }
-        if !any {
-            line.str(" none");
-        }
+    });
+    if let Some(r) = run {
+        flush(line, r, &mut any);
+    }
+    if !any {
+        line.str(" none");
     }
 }

@@ -31,18 +31,11 @@
 //! Everything the child runs is async-signal-safe: atomic loads, plain
 //! stores, `gettid`/`get_robust_list` system calls; no allocation, no lock,
 //! no panic (`clippy` denies indexing and unwrapping below).
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 
+use crate::actions::{Tally, ERR_TIMEOUT, ERR_UNRESOLVED};
 use crate::os::buf::Buf;
 use crate::os::symbols::Sym;
 use crate::os::sys;
-use crate::phases::runtime::{RtKind, Runtime};
-use crate::phases::{Tally, ERR_TIMEOUT, ERR_UNRESOLVED};
 use forkguard_core::plan::{Loc, LockKind, LockSpec, LockStrategy, OnTimeout, MAX_ACTIONS};
 use libc::c_int;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -1041,95 +1034,76 @@ fn stdio_child(addr: usize, state: u8) {
 
 // ---- audit -----------------------------------------------------------------
 
-/// Audit: append to `line` which configured locks are held now (and by whom,
-/// where the lock records it). Parent side, in prepare.
-pub fn audit(rt: &Runtime, line: &mut Buf<1024>) {
-    let mut any = false;
-    let me = sys::gettid();
-    for a in &rt.actions {
-        let RtKind::Lock(l) = &a.kind else { continue };
-        let addr = usable(l);
-        if addr == 0 {
-            continue;
-        }
-        let mut held = Buf::<160>::new();
-        match l.spec.kind {
-            LockKind::Mutex => {
-                // SAFETY: a resolved mutex variable (read only).
-                let owner = unsafe { mutex_owner(addr) };
-                // SAFETY: as above.
-                let lock = unsafe { word(addr, M_LOCK) }.load(Ordering::Relaxed);
-                if owner != 0 {
-                    held.str("by tid ").i64(i64::from(owner));
-                    if owner == me {
-                        held.str(" (the forking thread)");
-                    }
-                } else if lock & !PP_CEILING_MASK != 0 {
-                    held.str("(owner unknown)");
-                }
-            }
-            LockKind::Rwlock => {
-                // SAFETY: a resolved rwlock variable (read only).
-                let writer = unsafe { word(addr, RW_CUR_WRITER) }.load(Ordering::Relaxed);
-                // SAFETY: as above.
-                let readers =
-                    unsafe { AtomicU32::from_ptr(addr as *mut u32) }.load(Ordering::Relaxed);
-                if writer != 0 {
-                    held.str("for writing by tid ").i64(i64::from(writer));
-                    if writer == me {
-                        held.str(" (the forking thread)");
-                    }
-                } else if readers >> RW_READER_SHIFT != 0 {
-                    held.str("for reading by ")
-                        .u64(u64::from(readers >> RW_READER_SHIFT))
-                        .str(" reader(s)");
-                    let mine = track::reads(addr);
-                    if mine > 0 {
-                        held.str(", ")
-                            .u64(u64::from(mine))
-                            .str(" of them the forking thread");
-                    }
-                }
-            }
-            LockKind::Spinlock => {
-                // SAFETY: a resolved spinlock variable (read only).
-                if unsafe { word(addr, 0) }.load(Ordering::Relaxed) != spin_free() {
-                    held.str("(a spinlock records no owner)");
-                }
-            }
-            LockKind::Semaphore => {
-                // SAFETY: a resolved sem_t variable (read only).
-                if unsafe { word(addr, 0) }.load(Ordering::Relaxed) == 0 {
-                    held.str("(value 0)");
-                }
-            }
-            LockKind::Stdio => {
-                let lk = io_lock(file_of(addr));
-                if lk != 0 {
-                    // SAFETY: the FILE's lock (read only).
-                    let owner = unsafe { ptr_word(lk, 8) }.load(Ordering::Relaxed);
-                    // SAFETY: pthread_self has no preconditions.
-                    let self_ = unsafe { libc::pthread_self() } as usize;
-                    if owner == self_ {
-                        held.str("by the forking thread");
-                    } else if owner != 0 {
-                        held.str("by another thread");
-                    }
-                }
-            }
-        }
-        if held.as_bytes().is_empty() {
-            continue;
-        }
-        line.str(if any {
-            ", "
-        } else {
-            "; configured locks held: "
-        });
-        line.push(&a.label).byte(b' ').push(held.as_bytes());
-        any = true;
+/// Audit: describe into `held` whether the lock is held now, and by whom
+/// where the lock records it (nothing when free or unusable). `me` is the
+/// forking thread. Parent side, in prepare.
+pub fn held(l: &LockAction, me: libc::pid_t, held: &mut Buf<160>) {
+    let addr = usable(l);
+    if addr == 0 {
+        return;
     }
-    if !any && rt.actions.iter().any(|a| matches!(a.kind, RtKind::Lock(_))) {
-        line.str("; configured locks held: none");
+    match l.spec.kind {
+        LockKind::Mutex => {
+            // SAFETY: a resolved mutex variable (read only).
+            let owner = unsafe { mutex_owner(addr) };
+            // SAFETY: as above.
+            let lock = unsafe { word(addr, M_LOCK) }.load(Ordering::Relaxed);
+            if owner != 0 {
+                held.str("by tid ").i64(i64::from(owner));
+                if owner == me {
+                    held.str(" (the forking thread)");
+                }
+            } else if lock & !PP_CEILING_MASK != 0 {
+                held.str("(owner unknown)");
+            }
+        }
+        LockKind::Rwlock => {
+            // SAFETY: a resolved rwlock variable (read only).
+            let writer = unsafe { word(addr, RW_CUR_WRITER) }.load(Ordering::Relaxed);
+            // SAFETY: as above.
+            let readers = unsafe { AtomicU32::from_ptr(addr as *mut u32) }.load(Ordering::Relaxed);
+            if writer != 0 {
+                held.str("for writing by tid ").i64(i64::from(writer));
+                if writer == me {
+                    held.str(" (the forking thread)");
+                }
+            } else if readers >> RW_READER_SHIFT != 0 {
+                held.str("for reading by ")
+                    .u64(u64::from(readers >> RW_READER_SHIFT))
+                    .str(" reader(s)");
+                let mine = track::reads(addr);
+                if mine > 0 {
+                    held.str(", ")
+                        .u64(u64::from(mine))
+                        .str(" of them the forking thread");
+                }
+            }
+        }
+        LockKind::Spinlock => {
+            // SAFETY: a resolved spinlock variable (read only).
+            if unsafe { word(addr, 0) }.load(Ordering::Relaxed) != spin_free() {
+                held.str("(a spinlock records no owner)");
+            }
+        }
+        LockKind::Semaphore => {
+            // SAFETY: a resolved sem_t variable (read only).
+            if unsafe { word(addr, 0) }.load(Ordering::Relaxed) == 0 {
+                held.str("(value 0)");
+            }
+        }
+        LockKind::Stdio => {
+            let lk = io_lock(file_of(addr));
+            if lk != 0 {
+                // SAFETY: the FILE's lock (read only).
+                let owner = unsafe { ptr_word(lk, 8) }.load(Ordering::Relaxed);
+                // SAFETY: pthread_self has no preconditions.
+                let self_ = unsafe { libc::pthread_self() } as usize;
+                if owner == self_ {
+                    held.str("by the forking thread");
+                } else if owner != 0 {
+                    held.str("by another thread");
+                }
+            }
+        }
     }
 }
