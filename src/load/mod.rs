@@ -4,10 +4,14 @@
 //! `access`.
 
 use crate::os::sys;
-use crate::phases::runtime::{self, Program, Runtime};
+mod build;
+mod program;
+
+use crate::phases::runtime::{self, Runtime};
 use forkguard_core::load::{self, Trust};
 use forkguard_core::plan::{LogDest, OnError, Plan};
 use forkguard_core::{ConfigError, ENV_CONFIG, ENV_DISABLE, ENV_LOG, SYSTEM_CONFIG};
+use program::{program, Program};
 use std::ffi::CStr;
 
 /// Internal: set by `forkguard audit` (ignored in secure-execution mode).
@@ -144,7 +148,7 @@ pub fn init() {
         if audit {
             let plan = Plan::parse("(no config)", "version = 1").ok();
             if let Some(plan) = plan {
-                if let Ok(mut rt) = runtime::build(
+                if let Ok(mut rt) = build::build(
                     &plan,
                     &Program { paths: Vec::new() },
                     log_override,
@@ -272,7 +276,7 @@ pub fn init() {
     if !audit && plan.is_empty() && plan.settings.handshake_timeout_ms == 0 && log_off {
         return;
     }
-    match runtime::build(&plan, &program, log_override.clone(), json_env) {
+    match build::build(&plan, &program, log_override.clone(), json_env) {
         Ok(mut rt) => {
             rt.audit = audit;
             if !rt.audit && rt.actions.is_empty() && rt.child.is_none() && rt.handshake_ms == 0 {
@@ -332,31 +336,6 @@ fn activate(rt: Runtime) {
     crate::phases::register_atfork();
 }
 
-/// The executable's names: the path it was started with (AT_EXECFN), and
-/// the resolved /proc/self/exe when patterns need it.
-fn program(need_exe: bool) -> Program {
-    let mut paths = Vec::new();
-    // SAFETY: getauxval has no preconditions; AT_EXECFN is a C string or 0.
-    let execfn = unsafe { libc::getauxval(libc::AT_EXECFN) } as *const libc::c_char;
-    if !execfn.is_null() {
-        // SAFETY: the kernel put a NUL-terminated string there.
-        paths.push(
-            unsafe { CStr::from_ptr(execfn) }
-                .to_string_lossy()
-                .into_owned(),
-        );
-    }
-    if need_exe {
-        if let Ok(p) = std::fs::read_link("/proc/self/exe") {
-            let p = p.to_string_lossy().into_owned();
-            if !paths.contains(&p) {
-                paths.push(p);
-            }
-        }
-    }
-    Program { paths }
-}
-
 /// Report a config problem once, then let `on_error` decide.
 fn fail(e: &ConfigError, on_error: OnError, log: &Option<LogDest>) {
     report(e, log.as_ref());
@@ -410,7 +389,7 @@ fn check_symbols(plan: &Plan) -> ! {
                 .collect(),
             ..one
         };
-        match runtime::build(&one, &everyone, Some(LogDest::Off), None) {
+        match build::build(&one, &everyone, Some(LogDest::Off), None) {
             Ok(rt) => {
                 let addr = rt
                     .actions
