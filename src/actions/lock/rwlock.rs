@@ -1,0 +1,220 @@
+//! `type = "rwlock"`: `pthread_rwlock_t`, and the per-thread count of
+//! read locks that tells the forking thread's own read locks apart.
+
+use super::*;
+
+const RW_READERS: usize = 0;
+const RW_WRPHASE_FUTEX: usize = 8;
+const RW_WRITERS_FUTEX: usize = 12;
+const RW_CUR_WRITER: usize = 24;
+/// `__readers` bits: write phase, write-locked; readers from bit 3.
+const RW_WRPHASE: u32 = 1;
+const RW_WRLOCKED: u32 = 2;
+const RW_READER_SHIFT: u32 = 3;
+
+#[link_section = ".text.fg_hot"]
+pub(super) fn rwlock_prepare(addr: usize, acquire: bool, ms: u32) -> Result<u8, c_int> {
+    // SAFETY: usable() checked a writable, aligned, rwlock-sized variable.
+    let writer = unsafe { word(addr, RW_CUR_WRITER) }.load(Ordering::Relaxed);
+    if writer != 0 && writer == sys::gettid() {
+        return Ok(MINE);
+    }
+    let reads = track::reads(addr);
+    if reads > 0 {
+        // Our own read lock keeps writers out; other readers may be inside.
+        return Ok(READS | reads.min(0x7f) as u8);
+    }
+    if !acquire {
+        return Ok(SEEN);
+    }
+    let l = addr as *mut libc::pthread_rwlock_t;
+    // SAFETY: an rwlock variable (see above).
+    let mut r = unsafe { libc::pthread_rwlock_trywrlock(l) };
+    if r == libc::EBUSY && ms > 0 {
+        let ts = timespec(deadline_after(ms));
+        // SAFETY: an rwlock variable; ts is a valid absolute time.
+        r = unsafe { pthread_rwlock_clockwrlock(l, libc::CLOCK_MONOTONIC, &ts) };
+    }
+    match r {
+        0 => Ok(TAKEN),
+        libc::ETIMEDOUT | libc::EBUSY => Ok(TIMED_OUT),
+        libc::EDEADLK => Ok(MINE),
+        e => Err(e),
+    }
+}
+
+/// Free, write-held by the child's thread, or read-held by it `k` times.
+/// Kept: the process-shared flag, the preference flags. Async-signal-safe.
+#[link_section = ".text.fg_hot"]
+pub(super) fn rwlock_child(addr: usize, state: u8) {
+    let (readers, wrphase, writers_futex, writer) = if state == MINE {
+        (RW_WRPHASE | RW_WRLOCKED, 1, 1, sys::gettid())
+    } else if state & READS != 0 {
+        (u32::from(state & 0x7f) << RW_READER_SHIFT, 0, 0, 0)
+    } else {
+        (0, 0, 0, 0)
+    };
+    // SAFETY: a writable rwlock variable; the child has one thread.
+    unsafe {
+        // __writers, __pad3, __pad4: no writer waits in the child.
+        for off in [4, 16, 20] {
+            word(addr, off).store(0, Ordering::Relaxed);
+        }
+        word(addr, RW_WRPHASE_FUTEX).store(wrphase, Ordering::Relaxed);
+        word(addr, RW_WRITERS_FUTEX).store(writers_futex, Ordering::Relaxed);
+        word(addr, RW_CUR_WRITER).store(writer, Ordering::Relaxed);
+        AtomicU32::from_ptr(addr as *mut u32).store(readers, Ordering::Release);
+    }
+    debug_assert_eq!(RW_READERS, 0);
+}
+
+/// Read locks per thread, for the rwlocks named by `[[lock]]` actions.
+///
+/// glibc's rwlock counts readers without saying who they are, so whether
+/// the forking thread holds a read lock cannot be read from the lock. Once
+/// a config has an rwlock action, forkguard's `pthread_rwlock_*rdlock` and
+/// `pthread_rwlock_unlock` (interposed, forwarding to glibc's) count each
+/// thread's read locks in a small thread-local table. Without such an
+/// action they only forward.
+pub(super) mod track {
+    use core::cell::Cell;
+    use libc::{c_int, pthread_rwlock_t, timespec};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    /// Distinct rwlocks one thread can hold for reading and still be counted.
+    const SLOTS: usize = 8;
+
+    static ON: AtomicBool = AtomicBool::new(false);
+
+    thread_local! {
+        static HELD: [Cell<(usize, u32)>; SLOTS] = const { [const { Cell::new((0, 0)) }; SLOTS] };
+    }
+
+    pub fn enable() {
+        resolve_all();
+        ON.store(true, Ordering::Release);
+    }
+
+    /// How many read locks this thread holds on `addr`. Async-signal-safe.
+    pub fn reads(addr: usize) -> u32 {
+        if !ON.load(Ordering::Acquire) {
+            return 0;
+        }
+        HELD.with(|h| {
+            h.iter()
+                .map(Cell::get)
+                .find(|&(a, _)| a == addr)
+                .map_or(0, |(_, n)| n)
+        })
+    }
+
+    fn took(l: *mut pthread_rwlock_t) {
+        let addr = l as usize;
+        HELD.with(|h| {
+            if let Some(c) = h.iter().find(|c| c.get().0 == addr) {
+                c.set((addr, c.get().1.saturating_add(1)));
+            } else if let Some(c) = h.iter().find(|c| c.get().1 == 0) {
+                c.set((addr, 1));
+            }
+        });
+    }
+
+    /// Called before the real unlock: a thread never holds one rwlock for
+    /// reading and writing at once, so a counted read lock is what goes.
+    fn releasing(l: *mut pthread_rwlock_t) {
+        let addr = l as usize;
+        HELD.with(|h| {
+            if let Some(c) = h.iter().find(|c| c.get().0 == addr && c.get().1 > 0) {
+                let n = c.get().1 - 1;
+                c.set(if n == 0 { (0, 0) } else { (addr, n) });
+            }
+        });
+    }
+
+    /// The next definition of `name` (glibc's), looked up once.
+    fn next(slot: &AtomicUsize, name: &str) -> usize {
+        let mut p = slot.load(Ordering::Acquire);
+        if p == 0 {
+            let mut buf = [0u8; 32];
+            for (d, s) in buf.iter_mut().zip(name.bytes().take(31)) {
+                *d = s;
+            }
+            // SAFETY: RTLD_NEXT lookup of a libc function by a NUL-terminated
+            // name (buf ends with at least one 0).
+            p = unsafe { libc::dlsym(libc::RTLD_NEXT, buf.as_ptr().cast()) } as usize;
+            slot.store(p, Ordering::Release);
+        }
+        p
+    }
+
+    macro_rules! forward {
+        ($name:ident, $real:ident, ($($arg:ident: $ty:ty),*), $after:expr) => {
+            static $real: AtomicUsize = AtomicUsize::new(0);
+
+            /// Forwards to glibc's; counts read locks when tracking is on.
+            ///
+            /// # Safety
+            /// Same contract as glibc's function of that name.
+            #[no_mangle]
+            pub unsafe extern "C" fn $name(l: *mut pthread_rwlock_t $(, $arg: $ty)*) -> c_int {
+                let p = next(&$real, stringify!($name));
+                if p == 0 {
+                    return libc::ENOSYS;
+                }
+                type Real = unsafe extern "C" fn(*mut pthread_rwlock_t $(, $ty)*) -> c_int;
+                // SAFETY: p is glibc's function of the same name and type.
+                let f = unsafe { core::mem::transmute::<usize, Real>(p) };
+                let on = ON.load(Ordering::Acquire);
+                if on && !$after {
+                    releasing(l);
+                }
+                // SAFETY: the caller's arguments, passed on unchanged.
+                let r = unsafe { f(l $(, $arg)*) };
+                if on && $after && r == 0 {
+                    took(l);
+                }
+                r
+            }
+        };
+    }
+
+    forward!(pthread_rwlock_rdlock, RDLOCK, (), true);
+    forward!(pthread_rwlock_tryrdlock, TRYRDLOCK, (), true);
+    forward!(pthread_rwlock_timedrdlock, TIMEDRDLOCK, (t: *const timespec), true);
+    forward!(pthread_rwlock_clockrdlock, CLOCKRDLOCK, (c: libc::clockid_t, t: *const timespec), true);
+    forward!(pthread_rwlock_unlock, UNLOCK, (), false);
+
+    /// Every forwarder's target, looked up now (at load) rather than at
+    /// first use, which may be in a child or a signal handler.
+    fn resolve_all() {
+        next(&RDLOCK, "pthread_rwlock_rdlock");
+        next(&TRYRDLOCK, "pthread_rwlock_tryrdlock");
+        next(&TIMEDRDLOCK, "pthread_rwlock_timedrdlock");
+        next(&CLOCKRDLOCK, "pthread_rwlock_clockrdlock");
+        next(&UNLOCK, "pthread_rwlock_unlock");
+    }
+}
+
+/// Audit: is it held now, and by whom (see [`super::held`]).
+pub(super) fn rwlock_held(addr: usize, me: libc::pid_t, held: &mut Buf<160>) {
+    // SAFETY: a resolved rwlock variable (read only).
+    let writer = unsafe { word(addr, RW_CUR_WRITER) }.load(Ordering::Relaxed);
+    // SAFETY: as above.
+    let readers = unsafe { AtomicU32::from_ptr(addr as *mut u32) }.load(Ordering::Relaxed);
+    if writer != 0 {
+        held.str("for writing by tid ").i64(i64::from(writer));
+        if writer == me {
+            held.str(" (the forking thread)");
+        }
+    } else if readers >> RW_READER_SHIFT != 0 {
+        held.str("for reading by ")
+            .u64(u64::from(readers >> RW_READER_SHIFT))
+            .str(" reader(s)");
+        let mine = track::reads(addr);
+        if mine > 0 {
+            held.str(", ")
+                .u64(u64::from(mine))
+                .str(" of them the forking thread");
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! `type = "semaphore"`: `sem_t`, treated as a lock.
+
+use super::*;
+
+#[link_section = ".text.fg_hot"]
+pub(super) fn sem_prepare(addr: usize, acquire: bool, ms: u32) -> Result<u8, c_int> {
+    if !acquire {
+        return Ok(SEEN);
+    }
+    let s = addr as *mut libc::sem_t;
+    // SAFETY: usable() checked a writable, aligned sem_t variable.
+    if unsafe { libc::sem_trywait(s) } == 0 {
+        return Ok(TAKEN);
+    }
+    if sys::errno() != libc::EAGAIN {
+        return Err(sys::errno());
+    }
+    if ms == 0 {
+        return Ok(TIMED_OUT);
+    }
+    let ts = timespec(deadline_after(ms));
+    loop {
+        // SAFETY: as above; ts is a valid absolute time.
+        if unsafe { sem_clockwait(s, libc::CLOCK_MONOTONIC, &ts) } == 0 {
+            return Ok(TAKEN);
+        }
+        match sys::errno() {
+            libc::EINTR => continue,
+            libc::ETIMEDOUT | libc::EAGAIN => return Ok(TIMED_OUT),
+            e => return Err(e),
+        }
+    }
+}
+
+/// A semaphore has no owner: it is treated as a lock. The child gets back
+/// the unit prepare took; otherwise at least one unit, since a thread that
+/// held it does not exist in the child. Waiters are forgotten (none exist).
+/// Async-signal-safe.
+#[link_section = ".text.fg_hot"]
+pub(super) fn sem_child(addr: usize, state: u8) {
+    // SAFETY: usable() checked a writable, 8-byte-or-better aligned sem_t
+    // (glibc's starts with a 64-bit word: value | nwaiters << 32).
+    let data = unsafe { AtomicU64::from_ptr(addr as *mut u64) };
+    let value = (data.load(Ordering::Relaxed) & 0xffff_ffff) as u32;
+    let value = if state == TAKEN {
+        value.saturating_add(1)
+    } else {
+        value.max(1)
+    };
+    data.store(u64::from(value), Ordering::Release);
+}
+
+/// Audit: is it held now, and by whom (see [`super::held`]).
+pub(super) fn semaphore_held(addr: usize, _me: libc::pid_t, held: &mut Buf<160>) {
+    // SAFETY: a resolved sem_t variable (read only).
+    if unsafe { word(addr, 0) }.load(Ordering::Relaxed) == 0 {
+        held.str("(value 0)");
+    }
+}
