@@ -36,6 +36,7 @@ use crate::actions::{Tally, ERR_TIMEOUT, ERR_UNRESOLVED};
 mod mutex;
 mod rwlock;
 mod semaphore;
+mod shared;
 mod spinlock;
 mod stdio;
 
@@ -44,7 +45,6 @@ use crate::os::symbols::Sym;
 use crate::os::sys;
 use forkguard_core::plan::{Loc, LockKind, LockSpec, LockStrategy, OnTimeout, MAX_ACTIONS};
 use libc::c_int;
-use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 pub struct LockAction {
     pub sym: Sym,
@@ -59,29 +59,10 @@ pub struct LockAction {
     child: fn(usize, u8),
 }
 
-// ---- what prepare did, per action (ForkState::scratch) -------------------
-
-/// Prepare did not look (unresolved symbol, or never ran).
-const NONE: u8 = 0;
-/// Looked: not held by the forking thread; nothing taken.
-const SEEN: u8 = 1;
-/// Taken by prepare: the parent releases it.
-const TAKEN: u8 = 2;
-/// A robust mutex taken with `EOWNERDEAD`: its owner died. The parent and
-/// the child put the "owner died" state back, for the program to recover.
-const TAKEN_DEAD: u8 = 3;
-/// Could not be taken within the timeout.
-const TIMED_OUT: u8 = 4;
-/// Held by the forking thread (mutex, rwlock for writing, stdio); for
-/// stdio the low six bits are the recursion count.
-const MINE: u8 = 0x40;
-/// rwlock read-held by the forking thread: the low seven bits count how
-/// many times.
-const READS: u8 = 0x80;
-
 use mutex::*;
 use rwlock::*;
 use semaphore::*;
+use shared::*;
 use spinlock::*;
 use stdio::*;
 
@@ -125,26 +106,6 @@ fn type_name(kind: LockKind) -> &'static str {
         LockKind::Semaphore => "sem_t",
         LockKind::Stdio => "FILE *",
     }
-}
-
-extern "C" {
-    fn pthread_mutex_clocklock(
-        m: *mut libc::pthread_mutex_t,
-        clock: libc::clockid_t,
-        abstime: *const libc::timespec,
-    ) -> c_int;
-    fn pthread_rwlock_clockwrlock(
-        l: *mut libc::pthread_rwlock_t,
-        clock: libc::clockid_t,
-        abstime: *const libc::timespec,
-    ) -> c_int;
-    fn sem_clockwait(
-        s: *mut libc::sem_t,
-        clock: libc::clockid_t,
-        abstime: *const libc::timespec,
-    ) -> c_int;
-    fn ftrylockfile(f: *mut libc::FILE) -> c_int;
-    fn funlockfile(f: *mut libc::FILE);
 }
 
 // ---- build -------------------------------------------------------------------
@@ -365,79 +326,6 @@ pub fn child(l: &LockAction, i: usize, scratch: &[u8; MAX_ACTIONS], t: &mut Tall
     }
     (l.child)(addr, state);
     t.ok();
-}
-
-fn err_of(r: c_int) -> Result<(), c_int> {
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(r)
-    }
-}
-
-/// An absolute CLOCK_MONOTONIC time for the `clock*` waits.
-fn timespec(ns: u64) -> libc::timespec {
-    libc::timespec {
-        tv_sec: (ns / 1_000_000_000) as libc::time_t,
-        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
-    }
-}
-
-/// CLOCK_MONOTONIC nanoseconds `ms` from now. Read only once a lock turned
-/// out to be busy: an uncontended prepare makes no clock call.
-fn deadline_after(ms: u32) -> u64 {
-    sys::now_ns().saturating_add(u64::from(ms) * 1_000_000)
-}
-
-/// `try_` until it succeeds or `ms` passed, sleeping a little in between
-/// (spinlocks and FILE locks have no timed lock call).
-fn try_until(ms: u32, mut try_: impl FnMut() -> bool) -> u8 {
-    if try_() {
-        return TAKEN;
-    }
-    if ms == 0 {
-        return TIMED_OUT;
-    }
-    let deadline = deadline_after(ms);
-    while wait_a_little(deadline) {
-        if try_() {
-            return TAKEN;
-        }
-    }
-    TIMED_OUT
-}
-
-/// For the try-again loops: a short sleep, or false once `deadline` passed.
-fn wait_a_little(deadline: u64) -> bool {
-    let now = sys::now_ns();
-    if now >= deadline {
-        return false;
-    }
-    let ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: (deadline - now).min(50_000) as libc::c_long,
-    };
-    // SAFETY: ts is a valid duration; a signal cannot interrupt (blocked).
-    unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
-    true
-}
-
-/// A 32-bit field of the lock at `addr + off`, for atomic access.
-///
-/// # Safety
-/// `addr + off` must be 4-byte aligned and valid for the returned lifetime.
-unsafe fn word<'a>(addr: usize, off: usize) -> &'a AtomicI32 {
-    // SAFETY: per the contract.
-    unsafe { AtomicI32::from_ptr(addr.wrapping_add(off) as *mut i32) }
-}
-
-/// A pointer-sized field, for atomic access.
-///
-/// # Safety
-/// As for [`word`], 8-byte aligned.
-unsafe fn ptr_word<'a>(addr: usize, off: usize) -> &'a AtomicUsize {
-    // SAFETY: per the contract.
-    unsafe { AtomicUsize::from_ptr(addr.wrapping_add(off) as *mut usize) }
 }
 
 // ---- audit -----------------------------------------------------------------

@@ -1,7 +1,11 @@
 //! `type = "mutex"`: `pthread_mutex_t`, every kind (normal, recursive,
 //! error-checking, robust, PI, priority-ceiling).
 
-use super::*;
+use super::shared::*;
+use crate::os::buf::Buf;
+use crate::os::sys;
+use libc::c_int;
+use std::sync::atomic::Ordering;
 
 const M_LOCK: usize = 0;
 const M_COUNT: usize = 4;

@@ -1,7 +1,11 @@
 //! `type = "rwlock"`: `pthread_rwlock_t`, and the per-thread count of
 //! read locks that tells the forking thread's own read locks apart.
 
-use super::*;
+use super::shared::*;
+use crate::os::buf::Buf;
+use crate::os::sys;
+use libc::c_int;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 const RW_READERS: usize = 0;
 const RW_WRPHASE_FUTEX: usize = 8;

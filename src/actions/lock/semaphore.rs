@@ -1,6 +1,10 @@
 //! `type = "semaphore"`: `sem_t`, treated as a lock.
 
-use super::*;
+use super::shared::*;
+use crate::os::buf::Buf;
+use crate::os::sys;
+use libc::c_int;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 #[link_section = ".text.fg_hot"]
 pub(super) fn sem_prepare(addr: usize, acquire: bool, ms: u32) -> Result<u8, c_int> {

@@ -1,6 +1,9 @@
 //! `type = "spinlock"`: `pthread_spinlock_t` (no owner recorded).
 
-use super::*;
+use super::shared::*;
+use crate::os::buf::Buf;
+use libc::c_int;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Child: a spinlock is free again (whoever held it).
 #[link_section = ".text.fg_hot"]

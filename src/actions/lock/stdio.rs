@@ -1,6 +1,9 @@
 //! `type = "stdio"`: the lock of a `FILE *` variable (glibc's `_IO_lock_t`).
 
-use super::*;
+use super::shared::*;
+use crate::os::buf::Buf;
+use libc::c_int;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 const FILE_LOCK: usize = 136;
 
