@@ -1,106 +1,15 @@
-//! The interposed entry points. Each is a thin shell around `engine`.
+//! Every symbol the library exports, written alike: each finds its real
+//! target with `os::symbols::next` (the one `RTLD_NEXT` look-up; redhook's
+//! `hook!` for `forkpty` and `daemon`), and each is a thin shell around
+//! `phases` or an action's bookkeeping. New exported symbols go here.
 //!
-//! redhook's wrappers catch a panic and then call the real function: with
-//! `panic = "abort"` (Cargo.toml) there is no unwinding, so that path can
-//! never run a second fork.
+//! - `fork.rs`: `fork`, `forkpty`, `daemon`, `vfork`;
+//! - `atfork.rs`: the `pthread_atfork` fallback's handlers;
+//! - `rwlock.rs`: the `pthread_rwlock_*` forwarders that count read locks.
+//!
+//! Compiled out of unit tests: a test binary must not interpose its own
+//! `fork` or lock calls.
 
-use crate::phases::{self, Via};
-use libc::{c_char, c_int, pid_t, termios, winsize};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// The next object's definition of `name` (normally libc's), looked up
-/// once and kept in `cache`; 0 if there is none.
-fn next_symbol(cache: &AtomicUsize, name: &core::ffi::CStr) -> usize {
-    let mut p = cache.load(Ordering::Acquire);
-    if p == 0 {
-        // SAFETY: RTLD_NEXT lookup by NUL-terminated name.
-        p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
-        cache.store(p, Ordering::Release);
-    }
-    p
-}
-
-/// The real `fork`.
-fn real_fork() -> extern "C" fn() -> pid_t {
-    static REAL: AtomicUsize = AtomicUsize::new(0);
-    let p = next_symbol(&REAL, c"fork");
-    if p == 0 {
-        // No fork after us: nothing sensible is left but to stop.
-        // SAFETY: abort has no preconditions.
-        unsafe { libc::abort() };
-    }
-    // SAFETY: p is the address of a function with fork's signature.
-    unsafe { core::mem::transmute::<usize, extern "C" fn() -> pid_t>(p) }
-}
-
-/// `fork`, by hand rather than with redhook's `hook!` (which `forkpty` and
-/// `daemon` use): so that it can sit in `.text.fg_hot` with the engine's
-/// post-fork code. A child has none of the parent's code pages mapped and
-/// faults in each one it runs: the code it runs from the return of the real
-/// fork to the return to the caller is kept together (see `engine`).
-///
-/// # Safety
-/// Same contract as `fork(2)`.
-#[no_mangle]
-#[link_section = ".text.fg_hot"]
-pub unsafe extern "C" fn fork() -> pid_t {
-    // SAFETY: the closure performs the real fork.
-    unsafe { phases::around(Via::Fork, || real_fork()()) }
-}
-
-redhook::hook! {
-    unsafe fn forkpty(amaster: *mut c_int, name: *mut c_char, termp: *const termios, winp: *const winsize) -> pid_t => fg_forkpty {
-        // glibc's forkpty forks internally without calling `fork`: the
-        // phases run here, once (its fork handlers see this thread busy).
-        // SAFETY: the closure performs the real forkpty with the caller's arguments.
-        unsafe { phases::around(Via::Forkpty, || redhook::real!(forkpty)(amaster, name, termp, winp)) }
-    }
-}
-
-redhook::hook! {
-    unsafe fn daemon(nochdir: c_int, noclose: c_int) -> c_int => fg_daemon {
-        // SAFETY: the closure performs the real daemon call.
-        unsafe { phases::around_daemon(|| redhook::real!(daemon)(nochdir, noclose)) }
-    }
-}
-
-/// The real `vfork`, looked up once.
-fn real_vfork() -> usize {
-    static REAL: AtomicUsize = AtomicUsize::new(0);
-    next_symbol(&REAL, c"vfork")
-}
-
-/// `vfork = "fork"`: a real fork with all three phases.
-extern "C" fn vfork_as_fork() -> pid_t {
-    // SAFETY: the closure performs the real fork.
-    unsafe { phases::around(Via::Vfork, || real_fork()()) }
-}
-
-/// Where `vfork` goes: the real one (default, passthrough) or a fork with
-/// phases. Called from the naked `vfork` below, before any process exists.
-extern "C" fn vfork_target() -> usize {
-    match crate::phases::runtime::get() {
-        Some(rt) if rt.vfork_as_fork && !phases::busy() => vfork_as_fork as *const () as usize,
-        _ => real_vfork(),
-    }
-}
-
-/// `vfork` cannot be wrapped by an ordinary function: the child runs on the
-/// parent's stack and would clobber the wrapper's frame. So this entry has
-/// no frame at all: it asks `vfork_target` where to go and jumps there, and
-/// the real vfork returns straight to our caller.
-///
-/// # Safety
-/// Same contract as `vfork(2)`.
-#[cfg(target_arch = "x86_64")]
-#[unsafe(naked)]
-#[no_mangle]
-pub unsafe extern "C" fn vfork() -> pid_t {
-    core::arch::naked_asm!(
-        "sub rsp, 8",
-        "call {target}",
-        "add rsp, 8",
-        "jmp rax",
-        target = sym vfork_target,
-    )
-}
+pub mod atfork;
+pub mod fork;
+pub mod rwlock;

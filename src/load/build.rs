@@ -4,7 +4,7 @@ use super::program::Program;
 use crate::actions::child::ChildPlan;
 use crate::os::symbols::Sym;
 use crate::phases::runtime::{LogTarget, RtAction, RtKind, Runtime};
-use forkguard_core::plan::{ActionKind, LogDest, LogFormat, Plan, VforkPolicy};
+use forkguard_core::plan::{ActionKind, LockKind, LogDest, LogFormat, Plan, VforkPolicy};
 use forkguard_core::ConfigError;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
@@ -46,9 +46,16 @@ pub fn build(
                     sym,
                 }
             }
-            ActionKind::Lock(l) => RtKind::Lock(
-                crate::actions::lock::build(l, generation).map_err(|(loc, m)| err(loc, m))?,
-            ),
+            ActionKind::Lock(l) => {
+                let lock =
+                    crate::actions::lock::build(l, generation).map_err(|(loc, m)| err(loc, m))?;
+                if l.kind == LockKind::Rwlock {
+                    // Count read locks from now on: bind the forwarders first.
+                    crate::entry::rwlock::resolve_all();
+                    crate::actions::lock::track::enable();
+                }
+                RtKind::Lock(lock)
+            }
             ActionKind::Zero(z) => RtKind::Zero(
                 crate::actions::zero::build(z, generation).map_err(|(loc, m)| err(loc, m))?,
             ),

@@ -333,7 +333,7 @@ fn activate(rt: Runtime) {
     // none is looked up in a child or in a signal handler (see `lazy`).
     crate::os::lazy::resolve_all();
     runtime::install(rt);
-    crate::phases::register_atfork();
+    crate::entry::atfork::register();
 }
 
 /// Report a config problem once, then let `on_error` decide.

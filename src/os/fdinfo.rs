@@ -12,7 +12,7 @@
 )]
 
 use forkguard_core::plan::FdKind;
-use libc::c_int;
+use libc::{c_int, pid_t};
 
 /// Beyond this many descriptor numbers, listing `/proc/self/fd` (about
 /// 20 µs in a new child, where procfs builds its entries for the new
@@ -196,19 +196,24 @@ fn reclen_at(buf: &[u8], off: usize) -> Option<usize> {
 
 /// A NUL-terminated decimal name to a descriptor number.
 fn parse_fd(name: &[u8]) -> Option<c_int> {
-    let mut v: c_int = 0;
-    let mut any = false;
-    for &b in name {
-        if b == 0 {
-            break;
-        }
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add(c_int::from(b - b'0'))?;
-        any = true;
+    let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    decimal(name.get(..end)?).and_then(|v| c_int::try_from(v).ok())
+}
+
+/// Decimal digits, all of them, to a number: `None` when empty, when
+/// anything else is there, or on overflow. The one decimal parser of
+/// `/proc` text. Async-signal-safe.
+#[inline]
+pub fn decimal(s: &[u8]) -> Option<i64> {
+    if s.is_empty() {
+        return None;
     }
-    any.then_some(v)
+    let mut v: i64 = 0;
+    for &b in s {
+        let d = b.checked_sub(b'0').filter(|d| *d <= 9)?;
+        v = v.checked_mul(10)?.checked_add(i64::from(d))?;
+    }
+    Some(v)
 }
 
 /// `/proc/self/fd/N` target into `out` (cut to its length); returns the
@@ -431,17 +436,70 @@ pub fn info_value(fd: c_int, key: &[u8]) -> Option<i64> {
 
 /// Leading blanks, an optional `-`, then decimal digits.
 fn parse_number(s: &[u8]) -> Option<i64> {
-    let mut it = s
+    let s = match s.iter().position(|b| *b != b' ' && *b != b'\t') {
+        Some(k) => s.get(k..)?,
+        None => return None,
+    };
+    let (neg, s) = match s.strip_prefix(b"-") {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let end = s
         .iter()
-        .copied()
-        .skip_while(|b| *b == b' ' || *b == b'\t')
-        .peekable();
-    let neg = it.next_if_eq(&b'-').is_some();
-    let mut v: i64 = 0;
-    let mut any = false;
-    for b in it.take_while(u8::is_ascii_digit) {
-        v = v.checked_mul(10)?.checked_add(i64::from(b - b'0'))?;
-        any = true;
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(s.len());
+    let v = decimal(s.get(..end)?)?;
+    Some(if neg { -v } else { v })
+}
+
+/// The last pid in /proc/self/task/TID/children (`Ok(None)`: no child;
+/// `Err`: unreadable): the kernel appends new children, and the one just
+/// forked has not been reaped yet.
+#[inline(never)]
+pub fn newest_child() -> Result<Option<pid_t>, ()> {
+    newest_child_of_text().map(|p| p.filter(|&p| p > 0))
+}
+
+fn newest_child_of_text() -> Result<Option<pid_t>, ()> {
+    let mut path = crate::os::buf::Buf::<64>::new();
+    path.str("/proc/self/task/")
+        .i64(i64::from(crate::os::sys::gettid()))
+        .str("/children")
+        .byte(0);
+    let fd = crate::os::sys::open_bytes(path.as_bytes(), libc::O_RDONLY | libc::O_CLOEXEC, 0);
+    if fd < 0 {
+        return Err(());
     }
-    any.then_some(if neg { -v } else { v })
+    let mut buf = [0u8; 4096];
+    let mut len = 0usize;
+    while let Some(room) = buf.get_mut(len..).filter(|r| !r.is_empty()) {
+        // SAFETY: room is a writable slice of buf.
+        let n = unsafe {
+            crate::os::sys::syscall(
+                libc::SYS_read,
+                [fd as usize, room.as_mut_ptr() as usize, room.len(), 0, 0, 0],
+            )
+        };
+        if n <= 0 {
+            break;
+        }
+        len += n as usize;
+    }
+    crate::os::sys::close(fd);
+    last_pid(buf.get(..len).ok_or(())?)
+}
+
+/// The last number of a `children` file's text (`Ok(None)`: none; `Err`:
+/// not a number).
+fn last_pid(text: &[u8]) -> Result<Option<pid_t>, ()> {
+    let Some(last) = text
+        .split(|&b| b == b' ' || b == b'\n')
+        .rfind(|w| !w.is_empty())
+    else {
+        return Ok(None);
+    };
+    let pid = decimal(last)
+        .and_then(|v| pid_t::try_from(v).ok())
+        .ok_or(())?;
+    Ok(Some(pid))
 }

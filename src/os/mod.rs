@@ -4,5 +4,6 @@ pub mod buf;
 pub mod elf;
 pub mod fdinfo;
 pub mod lazy;
+pub mod libc;
 pub mod symbols;
 pub mod sys;

@@ -298,6 +298,19 @@ fn sym_size(addr: usize, name: &CStr) -> usize {
 
 /// A number that changes whenever an object is loaded or unloaded
 /// (glibc's `dlpi_adds` and `dlpi_subs`). Cheap: stops at the first object.
+/// The next object's definition of `name` (normally libc's), looked up
+/// once and kept in `cache`; 0 if there is none. The one `RTLD_NEXT`
+/// look-up: every exported symbol that forwards finds its target here.
+pub fn next(cache: &AtomicUsize, name: &CStr) -> usize {
+    let mut p = cache.load(Ordering::Acquire);
+    if p == 0 {
+        // SAFETY: RTLD_NEXT lookup by NUL-terminated name.
+        p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
+        cache.store(p, Ordering::Release);
+    }
+    p
+}
+
 pub fn generation() -> u64 {
     unsafe extern "C" fn first(
         info: *mut libc::dl_phdr_info,

@@ -352,21 +352,9 @@ fn fd_actions(rt: &Runtime, parent_pid: pid_t, tally: &mut Tally) {
 
 // ---- pthread_atfork fallback -------------------------------------------
 
-/// Register the fallback handlers. Called once, at load, only when a
-/// runtime is installed.
-pub fn register_atfork() {
-    // SAFETY: the handlers are plain extern "C" functions that live as long
-    // as the library (it is never unloaded: LD_PRELOAD).
-    unsafe {
-        libc::pthread_atfork(
-            Some(atfork_prepare),
-            Some(atfork_parent),
-            Some(atfork_child),
-        )
-    };
-}
-
-extern "C" fn atfork_prepare() {
+/// The fallback's prepare handler (`entry::atfork`): glibc's fork handlers
+/// reached without an interposed entry point.
+pub fn fallback_prepare() {
     if busy() {
         let skip = &tls::state().skip;
         skip.set(skip.get().saturating_add(1));
@@ -382,12 +370,13 @@ extern "C" fn atfork_prepare() {
     // reported, and the fork goes on.
     let _ = begin(rt, Via::Atfork, st, FALLBACK);
     if st.timing {
-        st.prev_child = newest_child();
+        st.prev_child = crate::os::fdinfo::newest_child();
     }
     sys::set_errno(err);
 }
 
-fn atfork_after(pid_is_child: bool) {
+/// The fallback's parent and child handlers (`entry::atfork`).
+pub fn fallback_after(pid_is_child: bool) {
     let ts = tls::state();
     let n = ts.skip.get();
     if n > 0 {
@@ -399,7 +388,7 @@ fn atfork_after(pid_is_child: bool) {
     }
     let Some(rt) = runtime::get() else { return };
     let err = sys::errno();
-    // SAFETY: as in atfork_prepare.
+    // SAFETY: as in fallback_prepare.
     let st = unsafe { &mut *ts.fallback.get() };
     // Fork handlers are not told the child's pid (or whether the clone
     // failed): the parent finds its newest child in /proc. No new child
@@ -411,7 +400,7 @@ fn atfork_after(pid_is_child: bool) {
         // Nothing reports it: the parent phase needs no pid.
         (i32::MAX, 0)
     } else {
-        match (newest_child(), st.prev_child) {
+        match (crate::os::fdinfo::newest_child(), st.prev_child) {
             (Ok(Some(now)), before) if before != Ok(Some(now)) => (now, 0),
             (Ok(now), Ok(before)) if now == before => (-1, err),
             _ => (i32::MAX, 0),
@@ -419,67 +408,6 @@ fn atfork_after(pid_is_child: bool) {
     };
     finish(rt, st, pid, fork_err);
     sys::set_errno(err);
-}
-
-/// The last pid in /proc/self/task/TID/children (`Ok(None)`: no child;
-/// `Err`: unreadable): the kernel appends new children, and the one just
-/// forked has not been reaped yet.
-#[inline(never)]
-fn newest_child() -> Result<Option<pid_t>, ()> {
-    newest_child_of_text().map(|p| p.filter(|&p| p > 0))
-}
-
-fn newest_child_of_text() -> Result<Option<pid_t>, ()> {
-    let mut path = Buf::<64>::new();
-    path.str("/proc/self/task/")
-        .i64(i64::from(sys::gettid()))
-        .str("/children")
-        .byte(0);
-    let fd = sys::open_bytes(path.as_bytes(), libc::O_RDONLY | libc::O_CLOEXEC, 0);
-    if fd < 0 {
-        return Err(());
-    }
-    let mut buf = [0u8; 4096];
-    let mut len = 0usize;
-    while let Some(room) = buf.get_mut(len..).filter(|r| !r.is_empty()) {
-        // SAFETY: room is a writable slice of buf.
-        let n = unsafe {
-            sys::syscall(
-                libc::SYS_read,
-                [fd as usize, room.as_mut_ptr() as usize, room.len(), 0, 0, 0],
-            )
-        };
-        if n <= 0 {
-            break;
-        }
-        len += n as usize;
-    }
-    sys::close(fd);
-    let text = buf.get(..len).ok_or(())?;
-    let Some(last) = text
-        .split(|&b| b == b' ' || b == b'\n')
-        .rfind(|w| !w.is_empty())
-    else {
-        return Ok(None);
-    };
-    let mut pid: pid_t = 0;
-    for &b in last {
-        pid = pid
-            .checked_mul(10)
-            .and_then(|p| p.checked_add(pid_t::from(b.checked_sub(b'0').filter(|d| *d <= 9)?)))
-            .ok_or(())?;
-    }
-    Ok(Some(pid))
-}
-
-#[link_section = ".text.fg_hot"]
-extern "C" fn atfork_parent() {
-    atfork_after(false)
-}
-
-#[link_section = ".text.fg_hot"]
-extern "C" fn atfork_child() {
-    atfork_after(true)
 }
 
 // ---- handshake ----------------------------------------------------------

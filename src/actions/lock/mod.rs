@@ -40,6 +40,8 @@ mod shared;
 mod spinlock;
 mod stdio;
 
+pub use rwlock::track;
+
 use crate::os::buf::Buf;
 use crate::os::symbols::Sym;
 use crate::os::sys;
@@ -115,9 +117,6 @@ pub fn build(spec: &LockSpec, generation: u64) -> Result<LockAction, (Loc, Strin
     let loc = spec.symbol.loc;
     if sym.resolve_for_action(generation).map_err(|m| (loc, m))? {
         check(&sym, spec.kind).map_err(|m| (loc, m))?;
-    }
-    if spec.kind == LockKind::Rwlock {
-        track::enable();
     }
     Ok(LockAction {
         sym,

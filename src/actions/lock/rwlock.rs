@@ -77,13 +77,12 @@ pub(super) fn rwlock_child(addr: usize, state: u8) {
 /// glibc's rwlock counts readers without saying who they are, so whether
 /// the forking thread holds a read lock cannot be read from the lock. Once
 /// a config has an rwlock action, forkguard's `pthread_rwlock_*rdlock` and
-/// `pthread_rwlock_unlock` (interposed, forwarding to glibc's) count each
-/// thread's read locks in a small thread-local table. Without such an
-/// action they only forward.
-pub(super) mod track {
+/// `pthread_rwlock_unlock` (exported by `entry::rwlock`, forwarding to
+/// glibc's) count each thread's read locks in a small thread-local table
+/// here. Without such an action they only forward.
+pub mod track {
     use core::cell::Cell;
-    use libc::{c_int, pthread_rwlock_t, timespec};
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     /// Distinct rwlocks one thread can hold for reading and still be counted.
     const SLOTS: usize = 8;
@@ -94,14 +93,19 @@ pub(super) mod track {
         static HELD: [Cell<(usize, u32)>; SLOTS] = const { [const { Cell::new((0, 0)) }; SLOTS] };
     }
 
+    /// Start counting (load time, once the forwarders' targets are bound).
     pub fn enable() {
-        resolve_all();
         ON.store(true, Ordering::Release);
+    }
+
+    /// Is counting on? One flag test per forwarded call.
+    pub fn on() -> bool {
+        ON.load(Ordering::Acquire)
     }
 
     /// How many read locks this thread holds on `addr`. Async-signal-safe.
     pub fn reads(addr: usize) -> u32 {
-        if !ON.load(Ordering::Acquire) {
+        if !on() {
             return 0;
         }
         HELD.with(|h| {
@@ -112,8 +116,8 @@ pub(super) mod track {
         })
     }
 
-    fn took(l: *mut pthread_rwlock_t) {
-        let addr = l as usize;
+    /// This thread took a read lock on `addr`.
+    pub fn took(addr: usize) {
         HELD.with(|h| {
             if let Some(c) = h.iter().find(|c| c.get().0 == addr) {
                 c.set((addr, c.get().1.saturating_add(1)));
@@ -125,77 +129,13 @@ pub(super) mod track {
 
     /// Called before the real unlock: a thread never holds one rwlock for
     /// reading and writing at once, so a counted read lock is what goes.
-    fn releasing(l: *mut pthread_rwlock_t) {
-        let addr = l as usize;
+    pub fn releasing(addr: usize) {
         HELD.with(|h| {
             if let Some(c) = h.iter().find(|c| c.get().0 == addr && c.get().1 > 0) {
                 let n = c.get().1 - 1;
                 c.set(if n == 0 { (0, 0) } else { (addr, n) });
             }
         });
-    }
-
-    /// The next definition of `name` (glibc's), looked up once.
-    fn next(slot: &AtomicUsize, name: &str) -> usize {
-        let mut p = slot.load(Ordering::Acquire);
-        if p == 0 {
-            let mut buf = [0u8; 32];
-            for (d, s) in buf.iter_mut().zip(name.bytes().take(31)) {
-                *d = s;
-            }
-            // SAFETY: RTLD_NEXT lookup of a libc function by a NUL-terminated
-            // name (buf ends with at least one 0).
-            p = unsafe { libc::dlsym(libc::RTLD_NEXT, buf.as_ptr().cast()) } as usize;
-            slot.store(p, Ordering::Release);
-        }
-        p
-    }
-
-    macro_rules! forward {
-        ($name:ident, $real:ident, ($($arg:ident: $ty:ty),*), $after:expr) => {
-            static $real: AtomicUsize = AtomicUsize::new(0);
-
-            /// Forwards to glibc's; counts read locks when tracking is on.
-            ///
-            /// # Safety
-            /// Same contract as glibc's function of that name.
-            #[no_mangle]
-            pub unsafe extern "C" fn $name(l: *mut pthread_rwlock_t $(, $arg: $ty)*) -> c_int {
-                let p = next(&$real, stringify!($name));
-                if p == 0 {
-                    return libc::ENOSYS;
-                }
-                type Real = unsafe extern "C" fn(*mut pthread_rwlock_t $(, $ty)*) -> c_int;
-                // SAFETY: p is glibc's function of the same name and type.
-                let f = unsafe { core::mem::transmute::<usize, Real>(p) };
-                let on = ON.load(Ordering::Acquire);
-                if on && !$after {
-                    releasing(l);
-                }
-                // SAFETY: the caller's arguments, passed on unchanged.
-                let r = unsafe { f(l $(, $arg)*) };
-                if on && $after && r == 0 {
-                    took(l);
-                }
-                r
-            }
-        };
-    }
-
-    forward!(pthread_rwlock_rdlock, RDLOCK, (), true);
-    forward!(pthread_rwlock_tryrdlock, TRYRDLOCK, (), true);
-    forward!(pthread_rwlock_timedrdlock, TIMEDRDLOCK, (t: *const timespec), true);
-    forward!(pthread_rwlock_clockrdlock, CLOCKRDLOCK, (c: libc::clockid_t, t: *const timespec), true);
-    forward!(pthread_rwlock_unlock, UNLOCK, (), false);
-
-    /// Every forwarder's target, looked up now (at load) rather than at
-    /// first use, which may be in a child or a signal handler.
-    fn resolve_all() {
-        next(&RDLOCK, "pthread_rwlock_rdlock");
-        next(&TRYRDLOCK, "pthread_rwlock_tryrdlock");
-        next(&TIMEDRDLOCK, "pthread_rwlock_timedrdlock");
-        next(&CLOCKRDLOCK, "pthread_rwlock_clockrdlock");
-        next(&UNLOCK, "pthread_rwlock_unlock");
     }
 }
 
