@@ -121,7 +121,7 @@ fn reset_handlers() -> bool {
         // SAFETY: sigaction with a valid out-parameter.
         let mut old: libc::sigaction = unsafe { core::mem::zeroed() };
         // SAFETY: as above.
-        if unsafe { libc::sigaction(sig, core::ptr::null(), &mut old) } != 0 {
+        if unsafe { crate::os::clib::sigaction(sig, core::ptr::null(), &mut old) } != 0 {
             continue;
         }
         if old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN {
@@ -129,7 +129,7 @@ fn reset_handlers() -> bool {
             let mut dfl: libc::sigaction = unsafe { core::mem::zeroed() };
             dfl.sa_sigaction = libc::SIG_DFL;
             // SAFETY: valid signal number and action.
-            ok &= unsafe { libc::sigaction(sig, &dfl, core::ptr::null_mut()) } == 0;
+            ok &= unsafe { crate::os::clib::sigaction(sig, &dfl, core::ptr::null_mut()) } == 0;
         }
     }
     ok

@@ -9,7 +9,7 @@ use crate::phases;
 pub fn register() {
     // SAFETY: the handlers are plain extern "C" functions that live as long
     // as the library (it is never unloaded: LD_PRELOAD).
-    unsafe { crate::os::libc::pthread_atfork(atfork_prepare, atfork_parent, atfork_child) };
+    unsafe { crate::os::clib::pthread_atfork(atfork_prepare, atfork_parent, atfork_child) };
 }
 
 extern "C" fn atfork_prepare() {

@@ -15,8 +15,7 @@ fn real_fork() -> extern "C" fn() -> pid_t {
     let p = crate::os::symbols::next(&REAL, c"fork");
     if p == 0 {
         // No fork after us: nothing sensible is left but to stop.
-        // SAFETY: abort has no preconditions.
-        unsafe { libc::abort() };
+        crate::os::clib::abort();
     }
     // SAFETY: p is the address of a function with fork's signature.
     unsafe { core::mem::transmute::<usize, extern "C" fn() -> pid_t>(p) }

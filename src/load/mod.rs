@@ -52,8 +52,8 @@ impl Env {
         // SAFETY: `environ` is libc's NULL-terminated array of C strings; at
         // load time no other thread changes it. The strings are copied.
         unsafe {
-            let environ =
-                libc::dlsym(libc::RTLD_DEFAULT, c"environ".as_ptr()) as *const *const *const u8;
+            let environ = crate::os::clib::dlsym(libc::RTLD_DEFAULT, c"environ".as_ptr())
+                as *const *const *const u8;
             if environ.is_null() || (*environ).is_null() {
                 return env;
             }
@@ -110,7 +110,7 @@ impl Env {
 /// Whether the process runs in secure-execution mode.
 pub fn secure_mode() -> bool {
     // SAFETY: getauxval has no preconditions.
-    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+    unsafe { crate::os::clib::getauxval(libc::AT_SECURE) != 0 }
 }
 
 /// The constructor's work. Never panics out (panic = abort), never exits
@@ -304,7 +304,7 @@ fn library_identity() -> Option<String> {
     // SAFETY: dladdr only reads the loader's tables; info is an out-parameter.
     let path = unsafe {
         let mut info: libc::Dl_info = std::mem::zeroed();
-        if libc::dladdr(library_identity as *const libc::c_void, &mut info) == 0
+        if crate::os::clib::dladdr(library_identity as *const libc::c_void, &mut info) == 0
             || info.dli_fname.is_null()
         {
             return None;
@@ -340,8 +340,9 @@ fn activate(rt: Runtime) {
 fn fail(e: &ConfigError, on_error: OnError, log: &Option<LogDest>) {
     report(e, log.as_ref());
     if on_error == OnError::Abort {
-        // SAFETY: _exit ends the process at once; nothing of ours is pending.
-        unsafe { libc::_exit(70) };
+        // _exit: nothing of ours is pending, and no atexit handler of a
+        // program whose main never ran must run.
+        crate::os::clib::exit_now(70);
     }
 }
 
@@ -441,8 +442,8 @@ fn check_symbols(plan: &Plan) -> ! {
             .count()
     ));
     sys::write_all(1, out.as_bytes());
-    // SAFETY: ends the process before main, as the check mode promises.
-    unsafe { libc::_exit(if missing == 0 { 0 } else { 1 }) }
+    // Ends the process before main, as the check mode promises.
+    crate::os::clib::exit_now(if missing == 0 { 0 } else { 1 })
 }
 
 /// The object holding `addr`, and whether `name` is in its dynamic symbol
@@ -451,7 +452,9 @@ fn where_is(addr: usize, name: &str) -> (String, &'static str) {
     // SAFETY: dladdr only reads the loader's tables; info is an out-parameter.
     unsafe {
         let mut info: libc::Dl_info = std::mem::zeroed();
-        if libc::dladdr(addr as *const libc::c_void, &mut info) == 0 || info.dli_fname.is_null() {
+        if crate::os::clib::dladdr(addr as *const libc::c_void, &mut info) == 0
+            || info.dli_fname.is_null()
+        {
             return ("?".into(), "unknown");
         }
         let obj = CStr::from_ptr(info.dli_fname)

@@ -26,7 +26,7 @@ impl Program {
 pub fn program(need_exe: bool) -> Program {
     let mut paths = Vec::new();
     // SAFETY: getauxval has no preconditions; AT_EXECFN is a C string or 0.
-    let execfn = unsafe { libc::getauxval(libc::AT_EXECFN) } as *const libc::c_char;
+    let execfn = unsafe { crate::os::clib::getauxval(libc::AT_EXECFN) } as *const libc::c_char;
     if !execfn.is_null() {
         // SAFETY: the kernel put a NUL-terminated string there.
         paths.push(

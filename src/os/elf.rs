@@ -121,7 +121,7 @@ pub fn loaded() -> Vec<Loaded> {
     let mut v: Vec<Loaded> = Vec::new();
     // SAFETY: the callback matches dl_iterate_phdr's contract and only
     // appends to v.
-    unsafe { libc::dl_iterate_phdr(Some(each), (&mut v as *mut Vec<Loaded>).cast()) };
+    unsafe { crate::os::clib::dl_iterate_phdr(Some(each), (&mut v as *mut Vec<Loaded>).cast()) };
     v
 }
 
@@ -162,7 +162,7 @@ impl Mapped {
         // descriptor may be closed once mapped. (A file truncated under us
         // would fault, as would the program whose code is mapped from it.)
         let ptr = unsafe {
-            libc::mmap(
+            crate::os::clib::mmap(
                 core::ptr::null_mut(),
                 len,
                 libc::PROT_READ,
@@ -183,7 +183,7 @@ impl Mapped {
 impl Drop for Mapped {
     fn drop(&mut self) {
         // SAFETY: the mapping was made in `open` and nothing borrows it now.
-        unsafe { libc::munmap(self.ptr, self.len) };
+        unsafe { crate::os::clib::munmap(self.ptr, self.len) };
     }
 }
 

@@ -336,9 +336,10 @@ pub fn kind_index(k: FdKind) -> usize {
 pub fn thread_count() -> usize {
     // SAFETY: the path is a NUL-terminated literal.
     let dir = unsafe {
-        libc::open(
+        crate::os::clib::open(
             c"/proc/self/task".as_ptr(),
             libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            0,
         )
     };
     if dir < 0 {
@@ -348,7 +349,12 @@ pub fn thread_count() -> usize {
     let mut count = 0;
     loop {
         // SAFETY: as in for_each_fd.
-        let n = unsafe { libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len()) };
+        let n = unsafe {
+            crate::os::clib::syscall(
+                libc::SYS_getdents64,
+                [dir as usize, buf.as_mut_ptr() as usize, buf.len(), 0, 0, 0],
+            )
+        };
         if n <= 0 {
             break;
         }
@@ -368,7 +374,7 @@ pub fn thread_count() -> usize {
         }
     }
     // SAFETY: dir was opened above.
-    unsafe { libc::close(dir) };
+    unsafe { crate::os::clib::close(dir) };
     count
 }
 
@@ -395,9 +401,9 @@ pub fn sock_name(fd: c_int, peer: bool, out: &mut [u8; 128]) -> usize {
     // it copies bytes, so the byte buffer's alignment does not matter.
     let r = unsafe {
         if peer {
-            libc::getpeername(fd, p, &mut len)
+            crate::os::clib::getpeername(fd, p, &mut len)
         } else {
-            libc::getsockname(fd, p, &mut len)
+            crate::os::clib::getsockname(fd, p, &mut len)
         }
     };
     if r == 0 {
@@ -416,9 +422,10 @@ pub fn info_value(fd: c_int, key: &[u8]) -> Option<i64> {
         .byte(0);
     // SAFETY: path is NUL-terminated.
     let f = unsafe {
-        libc::open(
+        crate::os::clib::open(
             path.as_bytes().as_ptr().cast(),
             libc::O_RDONLY | libc::O_CLOEXEC,
+            0,
         )
     };
     if f < 0 {
@@ -426,9 +433,9 @@ pub fn info_value(fd: c_int, key: &[u8]) -> Option<i64> {
     }
     let mut buf = [0u8; 1024];
     // SAFETY: buf is writable for its length; f is ours.
-    let n = unsafe { libc::read(f, buf.as_mut_ptr().cast(), buf.len()) };
+    let n = unsafe { crate::os::clib::read(f, buf.as_mut_ptr().cast(), buf.len()) };
     // SAFETY: f was opened above.
-    unsafe { libc::close(f) };
+    unsafe { crate::os::clib::close(f) };
     let text = buf.get(..usize::try_from(n).ok()?)?;
     text.split(|&b| b == b'\n')
         .find_map(|line| parse_number(line.strip_prefix(key)?))

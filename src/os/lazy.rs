@@ -55,7 +55,7 @@ mod imp {
             Some(p) => p,
             // SAFETY: name is NUL-terminated; RTLD_DEFAULT finds the function
             // the dynamic loader would have bound (the program's own first).
-            None => (unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) }) as usize,
+            None => (unsafe { crate::os::clib::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) }) as usize,
         };
         if p == 0 {
             die(name.to_bytes());
@@ -96,7 +96,8 @@ mod imp {
         for name in NAMES {
             let ours = super::scope::lookup(name.to_bytes());
             // SAFETY: name is NUL-terminated.
-            let theirs = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) } as usize;
+            let theirs =
+                unsafe { crate::os::clib::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) } as usize;
             if ours != Some(theirs) {
                 differ.push(format!(
                     "{}: {:#x} here, {theirs:#x} from dlsym",
@@ -347,7 +348,8 @@ mod scope {
     fn build() -> bool {
         // SAFETY: a lookup by NUL-terminated name of the loader's exported
         // debugger interface (struct r_debug: int r_version; link_map *r_map).
-        let r = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_r_debug".as_ptr()) } as *const usize;
+        let r = unsafe { crate::os::clib::dlsym(libc::RTLD_DEFAULT, c"_r_debug".as_ptr()) }
+            as *const usize;
         if r.is_null() {
             return false;
         }

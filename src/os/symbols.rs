@@ -136,7 +136,7 @@ fn lookup(lib: Option<&CStr>, name: &CStr) -> Result<Hit, Missing> {
     match lib {
         None => {
             // SAFETY: name is NUL-terminated; RTLD_DEFAULT is a valid handle.
-            let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) } as usize;
+            let p = unsafe { crate::os::clib::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) } as usize;
             if p != 0 {
                 return Ok(dynamic_hit(&objs, p, name));
             }
@@ -165,7 +165,8 @@ fn lookup(lib: Option<&CStr>, name: &CStr) -> Result<Hit, Missing> {
                 // A variable the program copied (a copy relocation) is used
                 // at the program's address, not at the library's.
                 // SAFETY: name is NUL-terminated; RTLD_DEFAULT is a valid handle.
-                let q = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) } as usize;
+                let q =
+                    unsafe { crate::os::clib::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) } as usize;
                 let copied = q != 0
                     && q != p
                     && objs.first().is_some_and(|main| main.contains(q, 1))
@@ -204,14 +205,14 @@ fn static_hit(obj: &elf::Loaded, h: elf::StaticHit) -> Hit {
 fn loader_name(lib: &CStr) -> Option<String> {
     // SAFETY: lib is NUL-terminated. RTLD_NOLOAD only finds an object that
     // is already loaded; the reference it adds is dropped below.
-    let h = unsafe { libc::dlopen(lib.as_ptr(), libc::RTLD_NOLOAD | libc::RTLD_LAZY) };
+    let h = unsafe { crate::os::clib::dlopen(lib.as_ptr(), libc::RTLD_NOLOAD | libc::RTLD_LAZY) };
     if h.is_null() {
         return None;
     }
     let mut lm: *mut LinkMap = core::ptr::null_mut();
     // SAFETY: h is a live handle; RTLD_DI_LINKMAP writes one pointer.
     let ok = unsafe {
-        libc::dlinfo(
+        crate::os::clib::dlinfo(
             h,
             libc::RTLD_DI_LINKMAP,
             (&mut lm as *mut *mut LinkMap).cast(),
@@ -227,7 +228,7 @@ fn loader_name(lib: &CStr) -> Option<String> {
     };
     // SAFETY: balances the dlopen above; the object stays loaded because
     // someone else loaded it.
-    unsafe { libc::dlclose(h) };
+    unsafe { crate::os::clib::dlclose(h) };
     name
 }
 
@@ -246,7 +247,7 @@ fn dynamic_in(obj: &elf::Loaded, name: &CStr) -> Option<usize> {
     // SAFETY: RTLD_NOLOAD never loads anything; an empty name is refused
     // and the main program is looked up with a null name instead.
     let h = unsafe {
-        libc::dlopen(
+        crate::os::clib::dlopen(
             if obj.name.is_empty() {
                 core::ptr::null()
             } else {
@@ -259,9 +260,9 @@ fn dynamic_in(obj: &elf::Loaded, name: &CStr) -> Option<usize> {
         return None;
     }
     // SAFETY: h is a live handle; name is NUL-terminated.
-    let p = unsafe { libc::dlsym(h, name.as_ptr()) } as usize;
+    let p = unsafe { crate::os::clib::dlsym(h, name.as_ptr()) } as usize;
     // SAFETY: balances the dlopen above.
-    unsafe { libc::dlclose(h) };
+    unsafe { crate::os::clib::dlclose(h) };
     (p != 0 && obj.contains(p, 1)).then_some(p)
 }
 
@@ -282,7 +283,7 @@ fn sym_size(addr: usize, name: &CStr) -> usize {
     let mut sym: *mut libc::c_void = core::ptr::null_mut();
     // SAFETY: dladdr1 only writes to info and sym.
     let ok = unsafe {
-        libc::dladdr1(
+        crate::os::clib::dladdr1(
             addr as *const libc::c_void,
             &mut info,
             &mut sym,
@@ -305,7 +306,7 @@ pub fn next(cache: &AtomicUsize, name: &CStr) -> usize {
     let mut p = cache.load(Ordering::Acquire);
     if p == 0 {
         // SAFETY: RTLD_NEXT lookup by NUL-terminated name.
-        p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
+        p = unsafe { crate::os::clib::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
         cache.store(p, Ordering::Release);
     }
     p
@@ -326,6 +327,6 @@ pub fn generation() -> u64 {
     }
     let mut g: u64 = 0;
     // SAFETY: the callback matches dl_iterate_phdr's contract and writes only g.
-    unsafe { libc::dl_iterate_phdr(Some(first), (&mut g as *mut u64).cast()) };
+    unsafe { crate::os::clib::dl_iterate_phdr(Some(first), (&mut g as *mut u64).cast()) };
     g
 }

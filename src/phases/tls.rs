@@ -88,7 +88,8 @@ pub fn init() {
     // glibc's own report of the static TLS area's size (the same call the
     // sanitizers use); the area ends at the thread pointer on x86_64.
     // SAFETY: a lookup by NUL-terminated name.
-    let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_dl_get_tls_static_info".as_ptr()) };
+    let f =
+        unsafe { crate::os::clib::dlsym(libc::RTLD_DEFAULT, c"_dl_get_tls_static_info".as_ptr()) };
     if f.is_null() || tp == 0 {
         return;
     }

@@ -433,9 +433,9 @@ fn cloexec(fd: c_int) -> Result<(), c_int> {
 /// The status flags (`F_GETFL`) and whether close-on-exec is set.
 fn flags_of(fd: c_int) -> Result<(c_int, bool), c_int> {
     // SAFETY: fcntl with integer arguments only.
-    let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    let fl = unsafe { crate::os::clib::fcntl(fd, libc::F_GETFL, 0) };
     // SAFETY: as above.
-    let fdf = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    let fdf = unsafe { crate::os::clib::fcntl(fd, libc::F_GETFD, 0) };
     if fl < 0 || fdf < 0 {
         return Err(err());
     }
@@ -447,10 +447,10 @@ fn flags_of(fd: c_int) -> Result<(c_int, bool), c_int> {
 fn replace(new: c_int, fd: c_int, cloexec: bool) -> Result<(), c_int> {
     // SAFETY: both are descriptors; dup3 closes the old `fd` only in this
     // process (the parent keeps its own reference to that file).
-    let r = unsafe { libc::dup3(new, fd, if cloexec { libc::O_CLOEXEC } else { 0 }) };
+    let r = unsafe { crate::os::clib::dup3(new, fd, if cloexec { libc::O_CLOEXEC } else { 0 }) };
     let e = err();
     // SAFETY: new is our temporary descriptor.
-    unsafe { libc::close(new) };
+    unsafe { crate::os::clib::close(new) };
     if r < 0 {
         return Err(e);
     }
@@ -461,7 +461,7 @@ fn replace(new: c_int, fd: c_int, cloexec: bool) -> Result<(), c_int> {
 fn set_nonblock(fd: c_int, on: bool) {
     if on {
         // SAFETY: fcntl with integer arguments only.
-        unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) };
+        unsafe { crate::os::clib::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) };
     }
 }
 
@@ -470,9 +470,10 @@ fn devnull(fd: c_int) -> Result<(), c_int> {
     let (fl, cx) = flags_of(fd)?;
     // SAFETY: a NUL-terminated literal path.
     let new = unsafe {
-        libc::open(
+        crate::os::clib::open(
             c"/dev/null".as_ptr(),
             (fl & libc::O_ACCMODE) | libc::O_CLOEXEC | libc::O_NOCTTY,
+            0,
         )
     };
     if new < 0 {
@@ -525,34 +526,35 @@ fn reopen(fd: c_int, r: &Reopen, ids: &Ids) -> Result<(), c_int> {
         // is a regular file of our own: a file another user planted (in
         // /tmp, say) is refused, not written into.
         // SAFETY: p is NUL-terminated (checked by expand).
-        let made = unsafe { libc::open(p, how | libc::O_EXCL, libc::c_uint::from(r.mode)) };
+        let made =
+            unsafe { crate::os::clib::open(p, how | libc::O_EXCL, libc::c_uint::from(r.mode)) };
         if made >= 0 {
             made
         } else if err() != libc::EEXIST {
             return Err(err());
         } else {
             // SAFETY: as above.
-            let old = unsafe { libc::open(p, how & !libc::O_CREAT, 0) };
+            let old = unsafe { crate::os::clib::open(p, how & !libc::O_CREAT, 0) };
             if old < 0 {
                 return Err(err());
             }
             // SAFETY: st is a valid out-parameter.
             let mut st: libc::stat = unsafe { core::mem::zeroed() };
             // SAFETY: old is open; st is valid.
-            let ok = unsafe { libc::fstat(old, &mut st) } == 0
+            let ok = unsafe { crate::os::clib::fstat(old, &mut st) } == 0
                 && st.st_mode & libc::S_IFMT == libc::S_IFREG
                 // SAFETY: geteuid cannot fail.
-                && st.st_uid == unsafe { libc::geteuid() };
+                && st.st_uid == unsafe { crate::os::clib::geteuid() };
             if !ok {
                 // SAFETY: old was opened above.
-                unsafe { libc::close(old) };
+                unsafe { crate::os::clib::close(old) };
                 return Err(libc::EPERM);
             }
             old
         }
     } else {
         // SAFETY: p is NUL-terminated (checked by expand).
-        let new = unsafe { libc::open(p, how, libc::c_uint::from(r.mode)) };
+        let new = unsafe { crate::os::clib::open(p, how, libc::c_uint::from(r.mode)) };
         if new < 0 {
             return Err(err());
         }
@@ -580,25 +582,31 @@ fn disconnect(fd: c_int) -> Result<(), c_int> {
     {
         let mut pair = [-1 as c_int; 2];
         // SAFETY: pair is a valid out-array of two ints.
-        if unsafe { libc::socketpair(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0, pair.as_mut_ptr()) }
-            != 0
+        if unsafe {
+            crate::os::clib::socketpair(
+                libc::AF_UNIX,
+                ty | libc::SOCK_CLOEXEC,
+                0,
+                pair.as_mut_ptr(),
+            )
+        } != 0
         {
             return Err(err());
         }
         let [mine, other] = pair;
         // SAFETY: other is the pair's end we just made.
-        unsafe { libc::close(other) };
+        unsafe { crate::os::clib::close(other) };
         mine
     } else {
         // SAFETY: socket takes no pointers.
-        let s = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, proto) };
+        let s = unsafe { crate::os::clib::socket(domain, ty | libc::SOCK_CLOEXEC, proto) };
         if s < 0 {
             return Err(err());
         }
         s
     };
     // SAFETY: shutdown on the fresh socket only, never on the inherited one.
-    unsafe { libc::shutdown(new, libc::SHUT_RDWR) };
+    unsafe { crate::os::clib::shutdown(new, libc::SHUT_RDWR) };
     set_nonblock(new, fl & libc::O_NONBLOCK != 0);
     replace(new, fd, cx)
 }
@@ -617,7 +625,7 @@ fn renew(fd: c_int, kind: Option<FdKind>) -> Result<(), c_int> {
     let new = match kind {
         FdKind::Epoll => {
             // SAFETY: creation calls with integer arguments only (here and below).
-            unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) }
+            unsafe { crate::os::clib::epoll_create1(libc::EPOLL_CLOEXEC) }
         }
         FdKind::Eventfd => {
             let sem = if fdinfo::info_value(fd, b"eventfd-semaphore:") == Some(1) {
@@ -626,18 +634,18 @@ fn renew(fd: c_int, kind: Option<FdKind>) -> Result<(), c_int> {
                 0
             };
             // SAFETY: as above.
-            unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | sem) }
+            unsafe { crate::os::clib::eventfd(0, libc::EFD_CLOEXEC | sem) }
         }
         FdKind::Timerfd => {
             let clock = fdinfo::info_value(fd, b"clockid:")
                 .and_then(|c| libc::clockid_t::try_from(c).ok())
                 .unwrap_or(libc::CLOCK_MONOTONIC);
             // SAFETY: as above.
-            unsafe { libc::timerfd_create(clock, libc::TFD_CLOEXEC) }
+            unsafe { crate::os::clib::timerfd_create(clock, libc::TFD_CLOEXEC) }
         }
         FdKind::Inotify => {
             // SAFETY: as above.
-            unsafe { libc::inotify_init1(libc::IN_CLOEXEC) }
+            unsafe { crate::os::clib::inotify_init1(libc::IN_CLOEXEC) }
         }
         _ => return Err(libc::EINVAL),
     };
@@ -661,7 +669,7 @@ fn close_ranges(s: &Sel, cloexec: bool) -> bool {
     };
     let range = |first: u32, last: u32| {
         // SAFETY: close_range takes integers only.
-        unsafe { libc::close_range(first, last, flags) == 0 }
+        unsafe { crate::os::clib::close_range(first, last, flags) == 0 }
     };
     let mut start = u32::try_from(s.from.unwrap_or(0).max(3)).unwrap_or(3);
     for &e in &s.except {

@@ -259,7 +259,7 @@ pub fn parent(l: &LockAction, i: usize, scratch: &[u8; MAX_ACTIONS], t: &mut Tal
     }
     let r = if state == TAKEN && l.spec.kind == LockKind::Mutex {
         // SAFETY: usable() checked a mutex-sized variable; prepare locked it.
-        err_of(unsafe { libc::pthread_mutex_unlock(addr as *mut libc::pthread_mutex_t) })
+        err_of(unsafe { crate::os::clib::pthread_mutex_unlock(addr as *mut libc::pthread_mutex_t) })
     } else {
         release_other(addr, state, l.spec.kind)
     };
@@ -276,7 +276,9 @@ fn release_other(addr: usize, state: u8, kind: LockKind) -> Result<(), c_int> {
     match (state, kind) {
         (TAKEN, LockKind::Mutex) => {
             // SAFETY: usable() checked a mutex-sized variable; prepare locked it.
-            err_of(unsafe { libc::pthread_mutex_unlock(addr as *mut libc::pthread_mutex_t) })
+            err_of(unsafe {
+                crate::os::clib::pthread_mutex_unlock(addr as *mut libc::pthread_mutex_t)
+            })
         }
         (TAKEN_DEAD, LockKind::Mutex) => {
             mutex_restore_dead(addr);
@@ -284,15 +286,19 @@ fn release_other(addr: usize, state: u8, kind: LockKind) -> Result<(), c_int> {
         }
         (TAKEN, LockKind::Rwlock) => {
             // SAFETY: an rwlock variable that prepare write-locked.
-            err_of(unsafe { libc::pthread_rwlock_unlock(addr as *mut libc::pthread_rwlock_t) })
+            err_of(unsafe {
+                crate::os::clib::pthread_rwlock_unlock(addr as *mut libc::pthread_rwlock_t)
+            })
         }
         (TAKEN, LockKind::Spinlock) => {
             // SAFETY: a spinlock variable that prepare locked.
-            err_of(unsafe { libc::pthread_spin_unlock(addr as *mut libc::pthread_spinlock_t) })
+            err_of(unsafe {
+                crate::os::clib::pthread_spin_unlock(addr as *mut libc::pthread_spinlock_t)
+            })
         }
         (TAKEN, LockKind::Semaphore) => {
             // SAFETY: a semaphore variable that prepare decremented.
-            if unsafe { libc::sem_post(addr as *mut libc::sem_t) } == 0 {
+            if unsafe { crate::os::clib::sem_post(addr as *mut libc::sem_t) } == 0 {
                 Ok(())
             } else {
                 Err(sys::errno())
@@ -302,7 +308,7 @@ fn release_other(addr: usize, state: u8, kind: LockKind) -> Result<(), c_int> {
             let f = file_of(addr);
             if !f.is_null() {
                 // SAFETY: the FILE prepare locked with ftrylockfile.
-                unsafe { funlockfile(f) };
+                unsafe { crate::os::clib::funlockfile(f) };
             }
             Ok(())
         }

@@ -43,14 +43,14 @@ pub(super) fn mutex_prepare(addr: usize, acquire: bool, ms: u32) -> Result<u8, c
     }
     let m = addr as *mut libc::pthread_mutex_t;
     // SAFETY: a mutex variable (see above).
-    let mut r = unsafe { libc::pthread_mutex_trylock(m) };
+    let mut r = unsafe { crate::os::clib::pthread_mutex_trylock(m) };
     if r == 0 {
         return Ok(TAKEN);
     }
     if r == libc::EBUSY && ms > 0 {
         let ts = timespec(deadline_after(ms));
         // SAFETY: a mutex variable; ts is a valid absolute time.
-        r = unsafe { pthread_mutex_clocklock(m, libc::CLOCK_MONOTONIC, &ts) };
+        r = unsafe { crate::os::clib::pthread_mutex_clocklock(m, libc::CLOCK_MONOTONIC, &ts) };
     }
     match r {
         0 => Ok(TAKEN),
@@ -183,11 +183,16 @@ pub(super) fn robust_enqueue(addr: usize, pi: bool) {
     // SAFETY: get_robust_list(0, ...) writes the calling thread's head
     // pointer and its size.
     let r = unsafe {
-        libc::syscall(
+        crate::os::clib::syscall(
             libc::SYS_get_robust_list,
-            0,
-            &mut head as *mut *mut usize,
-            &mut len as *mut libc::size_t,
+            [
+                0,
+                &mut head as *mut *mut usize as usize,
+                &mut len as *mut libc::size_t as usize,
+                0,
+                0,
+                0,
+            ],
         )
     };
     let entry = addr.wrapping_add(M_LIST_NEXT);
@@ -242,14 +247,9 @@ pub(super) fn mutex_restore_dead(addr: usize) {
             // PTHREAD_ROBUST_MUTEX_PSHARED). PI ones would need the kernel's
             // FUTEX_UNLOCK_PI: a waiter there wakes on its timeout, if any.
             if kind & KIND_PI == 0 {
-                libc::syscall(
+                crate::os::clib::syscall(
                     libc::SYS_futex,
-                    addr as *mut i32,
-                    libc::FUTEX_WAKE,
-                    1,
-                    0,
-                    0,
-                    0,
+                    [addr, libc::FUTEX_WAKE as usize, 1, 0, 0, 0],
                 );
             }
         }

@@ -33,11 +33,11 @@ pub(super) fn rwlock_prepare(addr: usize, acquire: bool, ms: u32) -> Result<u8, 
     }
     let l = addr as *mut libc::pthread_rwlock_t;
     // SAFETY: an rwlock variable (see above).
-    let mut r = unsafe { libc::pthread_rwlock_trywrlock(l) };
+    let mut r = unsafe { crate::os::clib::pthread_rwlock_trywrlock(l) };
     if r == libc::EBUSY && ms > 0 {
         let ts = timespec(deadline_after(ms));
         // SAFETY: an rwlock variable; ts is a valid absolute time.
-        r = unsafe { pthread_rwlock_clockwrlock(l, libc::CLOCK_MONOTONIC, &ts) };
+        r = unsafe { crate::os::clib::pthread_rwlock_clockwrlock(l, libc::CLOCK_MONOTONIC, &ts) };
     }
     match r {
         0 => Ok(TAKEN),

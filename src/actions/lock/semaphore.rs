@@ -13,7 +13,7 @@ pub(super) fn sem_prepare(addr: usize, acquire: bool, ms: u32) -> Result<u8, c_i
     }
     let s = addr as *mut libc::sem_t;
     // SAFETY: usable() checked a writable, aligned sem_t variable.
-    if unsafe { libc::sem_trywait(s) } == 0 {
+    if unsafe { crate::os::clib::sem_trywait(s) } == 0 {
         return Ok(TAKEN);
     }
     if sys::errno() != libc::EAGAIN {
@@ -25,7 +25,7 @@ pub(super) fn sem_prepare(addr: usize, acquire: bool, ms: u32) -> Result<u8, c_i
     let ts = timespec(deadline_after(ms));
     loop {
         // SAFETY: as above; ts is a valid absolute time.
-        if unsafe { sem_clockwait(s, libc::CLOCK_MONOTONIC, &ts) } == 0 {
+        if unsafe { crate::os::clib::sem_clockwait(s, libc::CLOCK_MONOTONIC, &ts) } == 0 {
             return Ok(TAKEN);
         }
         match sys::errno() {

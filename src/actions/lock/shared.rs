@@ -25,26 +25,6 @@ pub(super) const MINE: u8 = 0x40;
 /// many times.
 pub(super) const READS: u8 = 0x80;
 
-extern "C" {
-    pub(super) fn pthread_mutex_clocklock(
-        m: *mut libc::pthread_mutex_t,
-        clock: libc::clockid_t,
-        abstime: *const libc::timespec,
-    ) -> c_int;
-    pub(super) fn pthread_rwlock_clockwrlock(
-        l: *mut libc::pthread_rwlock_t,
-        clock: libc::clockid_t,
-        abstime: *const libc::timespec,
-    ) -> c_int;
-    pub(super) fn sem_clockwait(
-        s: *mut libc::sem_t,
-        clock: libc::clockid_t,
-        abstime: *const libc::timespec,
-    ) -> c_int;
-    pub(super) fn ftrylockfile(f: *mut libc::FILE) -> c_int;
-    pub(super) fn funlockfile(f: *mut libc::FILE);
-}
-
 pub(super) fn err_of(r: c_int) -> Result<(), c_int> {
     if r == 0 {
         Ok(())
@@ -96,7 +76,7 @@ pub(super) fn wait_a_little(deadline: u64) -> bool {
         tv_nsec: (deadline - now).min(50_000) as libc::c_long,
     };
     // SAFETY: ts is a valid duration; a signal cannot interrupt (blocked).
-    unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
+    unsafe { crate::os::clib::nanosleep(&ts, core::ptr::null_mut()) };
     true
 }
 

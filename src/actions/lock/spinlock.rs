@@ -25,7 +25,7 @@ pub(super) fn spin_free() -> i32 {
     }
     let mut s: libc::pthread_spinlock_t = 0;
     // SAFETY: initialises a local spinlock.
-    unsafe { libc::pthread_spin_init(&mut s, libc::PTHREAD_PROCESS_PRIVATE) };
+    unsafe { crate::os::clib::pthread_spin_init(&mut s, libc::PTHREAD_PROCESS_PRIVATE) };
     FREE.store(s, Ordering::Relaxed);
     s
 }
@@ -37,7 +37,7 @@ pub(super) fn spin_prepare(addr: usize, acquire: bool, ms: u32) -> Result<u8, c_
         return Ok(SEEN);
     }
     // SAFETY: usable() checked a writable, aligned spinlock variable.
-    let try_ = || unsafe { libc::pthread_spin_trylock(addr as *mut libc::pthread_spinlock_t) } == 0;
+    let try_ = || unsafe { crate::os::clib::pthread_spin_trylock(addr as *mut libc::pthread_spinlock_t) } == 0;
     Ok(try_until(ms, try_))
 }
 

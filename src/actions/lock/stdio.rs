@@ -38,14 +38,17 @@ pub(super) fn stdio_prepare(addr: usize, acquire: bool, ms: u32) -> Result<u8, c
         )
     };
     // SAFETY: pthread_self has no preconditions.
-    if owner != 0 && owner == unsafe { libc::pthread_self() } as usize {
+    if owner != 0 && owner == unsafe { crate::os::clib::pthread_self() } as usize {
         return Ok(MINE | cnt.clamp(1, 0x3f) as u8);
     }
     if !acquire {
         return Ok(SEEN);
     }
     // SAFETY: f is a live FILE.
-    Ok(try_until(ms, || unsafe { ftrylockfile(f) } == 0))
+    Ok(try_until(
+        ms,
+        || unsafe { crate::os::clib::ftrylockfile(f) } == 0,
+    ))
 }
 
 /// The FILE's lock: free, or held by this thread with the forking
@@ -60,8 +63,11 @@ pub(super) fn stdio_child(addr: usize, state: u8) {
     }
     let (lock, cnt, owner) = if state & (MINE | READS) == MINE {
         // SAFETY: pthread_self has no preconditions (a register read).
-        (1, i32::from(state & 0x3f), unsafe { libc::pthread_self() }
-            as usize)
+        (
+            1,
+            i32::from(state & 0x3f),
+            unsafe { crate::os::clib::pthread_self() } as usize,
+        )
     } else {
         (0, 0, 0)
     };
@@ -80,7 +86,7 @@ pub(super) fn stdio_held(addr: usize, _me: libc::pid_t, held: &mut Buf<160>) {
         // SAFETY: the FILE's lock (read only).
         let owner = unsafe { ptr_word(lk, 8) }.load(Ordering::Relaxed);
         // SAFETY: pthread_self has no preconditions.
-        let self_ = unsafe { libc::pthread_self() } as usize;
+        let self_ = unsafe { crate::os::clib::pthread_self() } as usize;
         if owner == self_ {
             held.str("by the forking thread");
         } else if owner != 0 {
