@@ -15,6 +15,7 @@
     clippy::panic
 )]
 
+pub mod call;
 pub mod child;
 pub mod fd;
 pub mod lock;

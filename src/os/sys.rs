@@ -263,6 +263,15 @@ pub fn wall_ns() -> u64 {
     clock(libc::CLOCK_REALTIME)
 }
 
+/// Nanoseconds as a `timespec` (an absolute time for the `clock*` waits,
+/// or a duration). Async-signal-safe.
+pub fn timespec(ns: u64) -> libc::timespec {
+    libc::timespec {
+        tv_sec: (ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+    }
+}
+
 fn clock(id: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,

@@ -6,6 +6,7 @@
 use crate::os::buf::Buf;
 use crate::os::fdinfo;
 use crate::os::sys;
+use crate::phases::log;
 use crate::phases::runtime::{LogTarget, RtKind, Runtime};
 use crate::phases::state::Via;
 
@@ -23,15 +24,12 @@ pub fn report(rt: &Runtime, via: Via) {
             }
         }
     });
-    let mut line = Buf::<1024>::new();
+    let mut line = log::Line::new();
     let me = i64::from(sys::getpid());
     let others = threads.saturating_sub(1) as u64;
     if rt.json {
-        line.str("{\"ts\":").u64(sys::wall_ns() / 1_000_000_000);
-        line.str(",\"pid\":")
-            .i64(me)
-            .str(",\"event\":\"audit\",\"via\":\"")
-            .str(via.name());
+        log::json_head(&mut line, me, "audit");
+        line.str(",\"via\":\"").str(via.name());
         line.str("\",\"other_threads\":")
             .u64(others)
             .str(",\"fds\":{");
@@ -82,11 +80,12 @@ pub fn report(rt: &Runtime, via: Via) {
         locks(rt, &mut line);
         fds(rt, &mut line);
     }
-    let bytes = line.end_line();
-    match &rt.log {
-        LogTarget::Off | LogTarget::Stderr => sys::write_all(2, bytes),
-        LogTarget::File(p) => sys::append_to(p, bytes),
-    }
+    // The audit always reports: on stderr when the log is off.
+    let to = match &rt.log {
+        LogTarget::Off => &LogTarget::Stderr,
+        to => to,
+    };
+    log::emit_to(to, &mut line);
 }
 
 /// Which configured locks are held now: `; configured locks held: lock g

@@ -48,7 +48,7 @@ pub(super) fn mutex_prepare(addr: usize, acquire: bool, ms: u32) -> Result<u8, c
         return Ok(TAKEN);
     }
     if r == libc::EBUSY && ms > 0 {
-        let ts = timespec(deadline_after(ms));
+        let ts = sys::timespec(deadline_after(ms));
         // SAFETY: a mutex variable; ts is a valid absolute time.
         r = unsafe { crate::os::clib::pthread_mutex_clocklock(m, libc::CLOCK_MONOTONIC, &ts) };
     }

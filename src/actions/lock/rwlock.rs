@@ -35,7 +35,7 @@ pub(super) fn rwlock_prepare(addr: usize, acquire: bool, ms: u32) -> Result<u8, 
     // SAFETY: an rwlock variable (see above).
     let mut r = unsafe { crate::os::clib::pthread_rwlock_trywrlock(l) };
     if r == libc::EBUSY && ms > 0 {
-        let ts = timespec(deadline_after(ms));
+        let ts = sys::timespec(deadline_after(ms));
         // SAFETY: an rwlock variable; ts is a valid absolute time.
         r = unsafe { crate::os::clib::pthread_rwlock_clockwrlock(l, libc::CLOCK_MONOTONIC, &ts) };
     }

@@ -22,7 +22,7 @@ pub(super) fn sem_prepare(addr: usize, acquire: bool, ms: u32) -> Result<u8, c_i
     if ms == 0 {
         return Ok(TIMED_OUT);
     }
-    let ts = timespec(deadline_after(ms));
+    let ts = sys::timespec(deadline_after(ms));
     loop {
         // SAFETY: as above; ts is a valid absolute time.
         if unsafe { crate::os::clib::sem_clockwait(s, libc::CLOCK_MONOTONIC, &ts) } == 0 {

@@ -33,14 +33,6 @@ pub(super) fn err_of(r: c_int) -> Result<(), c_int> {
     }
 }
 
-/// An absolute CLOCK_MONOTONIC time for the `clock*` waits.
-pub(super) fn timespec(ns: u64) -> libc::timespec {
-    libc::timespec {
-        tv_sec: (ns / 1_000_000_000) as libc::time_t,
-        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
-    }
-}
-
 /// CLOCK_MONOTONIC nanoseconds `ms` from now. Read only once a lock turned
 /// out to be busy: an uncontended prepare makes no clock call.
 pub(super) fn deadline_after(ms: u32) -> u64 {
@@ -71,10 +63,7 @@ pub(super) fn wait_a_little(deadline: u64) -> bool {
     if now >= deadline {
         return false;
     }
-    let ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: (deadline - now).min(50_000) as libc::c_long,
-    };
+    let ts = sys::timespec((deadline - now).min(50_000));
     // SAFETY: ts is a valid duration; a signal cannot interrupt (blocked).
     unsafe { crate::os::clib::nanosleep(&ts, core::ptr::null_mut()) };
     true
