@@ -267,7 +267,7 @@ fn check_program(file: &str, program: &str) -> ExitCode {
     let child = Command::new(program)
         .env("LD_PRELOAD", &lib)
         .env(forkguard_core::ENV_CONFIG, abs)
-        .env("FORKGUARD_CHECK", "1")
+        .env(forkguard_core::ENV_CHECK, "1")
         .env_remove(forkguard_core::ENV_DISABLE)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

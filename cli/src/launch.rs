@@ -13,7 +13,7 @@ pub enum Mode {
 
 /// The library: `FORKGUARD_LIB`, else `libforkguard.so` next to this binary.
 pub fn library() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("FORKGUARD_LIB").filter(|p| !p.is_empty()) {
+    if let Some(p) = std::env::var_os(forkguard_core::ENV_LIB).filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
         let p = std::path::absolute(&p).map_err(|e| format!("FORKGUARD_LIB: {e}"))?;
         return if p.is_file() {
@@ -93,7 +93,7 @@ pub fn exec(
     }
     c.env_remove(forkguard_core::ENV_DISABLE);
     if let Mode::Audit = mode {
-        c.env("FORKGUARD_AUDIT", "1");
+        c.env(forkguard_core::ENV_AUDIT, "1");
         if log.is_none() {
             c.env(forkguard_core::ENV_LOG, "stderr");
         }
