@@ -135,15 +135,11 @@ pub fn build(
 }
 
 /// Append `s` as a JSON string literal.
-pub fn json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+fn json_string(out: &mut String, s: &str) {
+    let mut bytes = Vec::with_capacity(s.len() + 2);
+    bytes.push(b'"');
+    crate::os::buf::json_escape(s.as_bytes(), |piece| bytes.extend_from_slice(piece));
+    bytes.push(b'"');
+    // Escaping keeps UTF-8 valid: only ASCII bytes are replaced.
+    out.push_str(&String::from_utf8_lossy(&bytes));
 }

@@ -83,23 +83,11 @@ impl<const N: usize> Buf<N> {
         self.u64(tenths / 10).byte(b'.').u64(tenths % 10)
     }
 
-    /// Append as the inside of a JSON string: quotes, backslashes and control
-    /// bytes escaped.
+    /// Append as the inside of a JSON string (see [`json_escape`]).
     pub fn json_str(&mut self, s: &[u8]) -> &mut Self {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        for &b in s {
-            match b {
-                b'"' => self.push(b"\\\""),
-                b'\\' => self.push(b"\\\\"),
-                b'\n' => self.push(b"\\n"),
-                0..=0x1f => {
-                    let hi = HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0');
-                    let lo = HEX.get(usize::from(b & 15)).copied().unwrap_or(b'0');
-                    self.push(b"\\u00").push(&[hi, lo])
-                }
-                _ => self.byte(b),
-            };
-        }
+        json_escape(s, |piece| {
+            self.push(piece);
+        });
         self
     }
 
@@ -114,5 +102,25 @@ impl<const N: usize> Buf<N> {
         }
         self.push(b"\n");
         self.as_bytes()
+    }
+}
+
+/// `s` as the inside of a JSON string, in pieces handed to `out`: quotes,
+/// backslashes and control bytes escaped. The one JSON escaper (the log
+/// lines, and the `config` line prepared at load). Async-signal-safe.
+pub fn json_escape(s: &[u8], mut out: impl FnMut(&[u8])) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for &b in s {
+        match b {
+            b'"' => out(b"\\\""),
+            b'\\' => out(b"\\\\"),
+            b'\n' => out(b"\\n"),
+            0..=0x1f => {
+                let hi = HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0');
+                let lo = HEX.get(usize::from(b & 15)).copied().unwrap_or(b'0');
+                out(&[b'\\', b'u', b'0', b'0', hi, lo])
+            }
+            _ => out(&[b]),
+        }
     }
 }

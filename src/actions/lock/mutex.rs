@@ -120,27 +120,30 @@ pub(super) fn mutex_free(addr: usize) {
         } else {
             0
         };
-        word(addr, M_COUNT).store(0, Ordering::Relaxed);
-        word(addr, M_OWNER).store(0, Ordering::Relaxed);
-        word(addr, M_NUSERS).store(0, Ordering::Relaxed);
-        ptr_word(addr, M_LIST_PREV).store(0, Ordering::Relaxed);
-        ptr_word(addr, M_LIST_NEXT).store(0, Ordering::Relaxed);
-        word(addr, M_LOCK).store(ceiling, Ordering::Release);
+        mutex_reset(addr, 0, ceiling);
     }
 }
 
 /// A robust mutex in the "owner died" state: the next lock gets
 /// `EOWNERDEAD`. Async-signal-safe.
 pub(super) fn mutex_dead(addr: usize) {
-    // SAFETY: as in mutex_free.
+    // The dead owner is still counted: glibc discounts it on recovery.
+    mutex_reset(addr, 1, FUTEX_OWNER_DIED);
+}
+
+/// No owner, no count, off every robust list; `nusers` and the lock word
+/// as given (the lock word last, released). Async-signal-safe.
+#[inline(always)]
+fn mutex_reset(addr: usize, nusers: i32, lock: i32) {
+    // SAFETY: a writable mutex variable (all field accesses), and the child
+    // has one thread: nothing else touches it.
     unsafe {
         word(addr, M_COUNT).store(0, Ordering::Relaxed);
         word(addr, M_OWNER).store(0, Ordering::Relaxed);
-        // The dead owner is still counted: glibc discounts it on recovery.
-        word(addr, M_NUSERS).store(1, Ordering::Relaxed);
+        word(addr, M_NUSERS).store(nusers, Ordering::Relaxed);
         ptr_word(addr, M_LIST_PREV).store(0, Ordering::Relaxed);
         ptr_word(addr, M_LIST_NEXT).store(0, Ordering::Relaxed);
-        word(addr, M_LOCK).store(FUTEX_OWNER_DIED, Ordering::Release);
+        word(addr, M_LOCK).store(lock, Ordering::Release);
     }
 }
 
