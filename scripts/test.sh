@@ -63,6 +63,10 @@ if [[ -n ${FGT_TEST_PREFIX:-} ]]; then
 fi
 
 failed=()
+log "cargo test -p forkguard --lib (unit tests beside the library's pure code)"
+if ! cargo test -p forkguard --lib; then
+    failed+=("forkguard unit tests")
+fi
 log "cargo test --release --workspace"
 if ! cargo test --release --workspace --no-fail-fast; then
     failed+=("cargo test")

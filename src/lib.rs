@@ -4,18 +4,34 @@
 //! `vfork` and runs prepare / parent / child phases around the real call,
 //! from a TOML config (see SPEC and `config/forkguard.toml`).
 //!
-//! Layout: `init` (load time), `hooks` (entry points), `engine` (phases),
-//! one module per action kind (`child`), `audit`, and the system layer
-//! (`sys`, `fdinfo`, `buf`, `symbols`).
+//! Layout (dependencies point down the list; docs/DESIGN.md, "Shape"):
+//! - `load`: the constructor's work: environment, config, plan cache,
+//!   `programs`, building the runtime, check mode;
+//! - `entry`: every exported symbol (`fork`, `forkpty`, `daemon`, `vfork`,
+//!   the atfork fallback, the `pthread_rwlock_*` forwarders);
+//! - `phases`: prepare / parent / child in SPEC order, the fork state, the
+//!   runtime read at fork, the handshake, log and audit lines;
+//! - `actions`: one module per action kind and their shared result type;
+//! - `os`: the only doors to the kernel, the loader and libc.
+//!
+//! Unit tests (`cargo test -p forkguard --lib`) build without `entry`,
+//! `load` and the constructor: a test binary must not interpose its own
+//! `fork`, nor run a constructor that reads the environment.
+
+// A unit-test build leaves out `entry` and `load`, which use the rest.
+#![cfg_attr(test, allow(dead_code, unused_imports))]
 
 mod actions;
+#[cfg(not(test))]
 mod entry;
+#[cfg(not(test))]
 mod load;
 mod os;
 mod phases;
 
 /// Load time: read the config and build the runtime (cheap when there is
 /// none). Code here stays within libc and forkguard's own modules.
+#[cfg(not(test))]
 #[ctor::ctor(unsafe)]
 fn forkguard_init() {
     load::init();

@@ -3,12 +3,6 @@
 //! Everything here is async-signal-safe: no allocation, no lock, no
 //! `core::fmt` machinery, and no panic (writes past the end are dropped and
 //! the line ends with `...`).
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 
 pub struct Buf<const N: usize> {
     bytes: [u8; N],
@@ -122,5 +116,60 @@ pub fn json_escape(s: &[u8], mut out: impl FnMut(&[u8])) {
             }
             _ => out(&[b]),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers() {
+        let mut b = Buf::<64>::new();
+        b.u64(0)
+            .byte(b' ')
+            .u64(u64::MAX)
+            .byte(b' ')
+            .i64(-42)
+            .byte(b' ');
+        b.i64(i64::MIN)
+            .byte(b' ')
+            .micros(4_149)
+            .byte(b' ')
+            .micros(50);
+        assert_eq!(
+            b.as_bytes(),
+            b"0 18446744073709551615 -42 -9223372036854775808 4.1 0.1"
+        );
+    }
+
+    #[test]
+    fn json_escaping() {
+        let mut b = Buf::<64>::new();
+        b.json_str(b"a\"b\\c\nd\x01\x1fe\xc3\xa9");
+        assert_eq!(b.as_bytes(), b"a\\\"b\\\\c\\nd\\u0001\\u001fe\xc3\xa9");
+    }
+
+    #[test]
+    fn a_line_that_fits() {
+        let mut b = Buf::<16>::new();
+        assert_eq!(b.str("hello").end_line(), b"hello\n");
+    }
+
+    #[test]
+    fn a_line_cut_ends_with_dots() {
+        let mut b = Buf::<16>::new();
+        b.str("0123456789abcdefghij");
+        assert_eq!(b.as_bytes(), b"0123456789abcdef");
+        assert_eq!(b.end_line(), b"0123456789ab...\n");
+        // Exactly filling the room for the newline also cuts.
+        let mut b = Buf::<8>::new();
+        assert_eq!(b.str("12345").end_line(), b"1234...\n");
     }
 }

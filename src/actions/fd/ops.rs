@@ -334,3 +334,44 @@ pub(super) fn close_ranges(s: &Sel, cloexec: bool) -> bool {
     }
     range(start, u32::MAX)
 }
+
+#[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+mod tests {
+    use super::*;
+
+    fn expanded(template: &str, parent: libc::pid_t) -> Result<String, c_int> {
+        let mut out = Buf::<PATH_BUF>::new();
+        expand(template.as_bytes(), &Ids { parent }, &mut out)?;
+        let bytes = out.as_bytes();
+        assert_eq!(bytes.last(), Some(&0), "NUL-terminated");
+        Ok(String::from_utf8(bytes[..bytes.len() - 1].to_vec()).unwrap())
+    }
+
+    #[test]
+    fn pids_and_percent() {
+        let me = std::process::id();
+        assert_eq!(
+            expanded("/var/log/app.%p.log", 1).unwrap(),
+            format!("/var/log/app.{me}.log")
+        );
+        assert_eq!(expanded("/x/%P-%p", 42).unwrap(), format!("/x/42-{me}"));
+        assert_eq!(expanded("100%%", 1).unwrap(), "100%");
+        assert_eq!(expanded("plain", 1).unwrap(), "plain");
+        // A lone `%` at the end is dropped.
+        assert_eq!(expanded("a%", 1).unwrap(), "a");
+    }
+
+    #[test]
+    fn too_long_is_enametoolong() {
+        let long = "a".repeat(PATH_BUF);
+        assert_eq!(expanded(&long, 1), Err(libc::ENAMETOOLONG));
+        let fits = "a".repeat(PATH_BUF - 5);
+        assert_eq!(expanded(&fits, 1).unwrap().len(), PATH_BUF - 5);
+    }
+}

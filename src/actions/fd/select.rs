@@ -180,10 +180,17 @@ pub(super) fn family(sa: &[u8; 128]) -> c_int {
 pub(super) fn addr_matches(fd: c_int, peer: bool, want: &Addr) -> bool {
     let mut sa = [0u8; 128];
     let len = fdinfo::sock_name(fd, peer, &mut sa);
+    sockaddr_matches(&sa, len, want)
+}
+
+/// Does a socket address (`len` bytes of a `sockaddr_in` or `sockaddr_in6`
+/// in `sa`; 0: none) match `want`? Async-signal-safe.
+#[inline(always)]
+fn sockaddr_matches(sa: &[u8; 128], len: usize, want: &Addr) -> bool {
     let b = |r: core::ops::Range<usize>| sa.get(r).filter(|_| len > 0);
     // sockaddr_in: family, port (big-endian) at 2, address at 4.
     // sockaddr_in6: family, port at 2, flowinfo at 4, address at 8.
-    let (host, port) = match (family(&sa), b(2..4)) {
+    let (host, port) = match (family(sa), b(2..4)) {
         (libc::AF_INET, Some(&[p0, p1])) => match b(4..8) {
             Some(&[a, b2, c, d]) => (Host::V4([a, b2, c, d]), u16::from_be_bytes([p0, p1])),
             _ => return false,
@@ -204,4 +211,101 @@ pub(super) fn addr_matches(fd: c_int, peer: bool, want: &Addr) -> bool {
         _ => return false,
     };
     port == want.port && (want.host == Host::Any || want.host == host)
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn v4(ip: [u8; 4], port: u16) -> ([u8; 128], usize) {
+        let mut sa = [0u8; 128];
+        sa[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        sa[2..4].copy_from_slice(&port.to_be_bytes());
+        sa[4..8].copy_from_slice(&ip);
+        (sa, 16)
+    }
+
+    fn v6(ip: Ipv6Addr, port: u16) -> ([u8; 128], usize) {
+        let mut sa = [0u8; 128];
+        sa[..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+        sa[2..4].copy_from_slice(&port.to_be_bytes());
+        sa[8..24].copy_from_slice(&ip.octets());
+        (sa, 28)
+    }
+
+    #[test]
+    fn ipv4_host_and_port() {
+        let want = addr(Some(Ipv4Addr::new(127, 0, 0, 1).into()), 6379);
+        let (sa, len) = v4([127, 0, 0, 1], 6379);
+        assert!(sockaddr_matches(&sa, len, &want));
+        let (sa, len) = v4([127, 0, 0, 2], 6379);
+        assert!(!sockaddr_matches(&sa, len, &want));
+        let (sa, len) = v4([127, 0, 0, 1], 6380);
+        assert!(!sockaddr_matches(&sa, len, &want));
+        // No address (not connected): never a match.
+        let (sa, _) = v4([127, 0, 0, 1], 6379);
+        assert!(!sockaddr_matches(&sa, 0, &want));
+    }
+
+    #[test]
+    fn any_host_matches_the_port_only() {
+        let want = addr(None, 5432);
+        let (sa, len) = v4([10, 1, 2, 3], 5432);
+        assert!(sockaddr_matches(&sa, len, &want));
+        let (sa, len) = v6(Ipv6Addr::LOCALHOST, 5432);
+        assert!(sockaddr_matches(&sa, len, &want));
+        let (sa, len) = v6(Ipv6Addr::LOCALHOST, 5433);
+        assert!(!sockaddr_matches(&sa, len, &want));
+    }
+
+    #[test]
+    fn ipv4_mapped_ipv6_matches_ipv4_both_ways() {
+        let mapped = Ipv4Addr::new(127, 0, 0, 1).to_ipv6_mapped();
+        let want = addr(Some(Ipv4Addr::new(127, 0, 0, 1).into()), 80);
+        let (sa, len) = v6(mapped, 80);
+        assert!(sockaddr_matches(&sa, len, &want));
+        let want = addr(Some(mapped.into()), 80);
+        let (sa, len) = v4([127, 0, 0, 1], 80);
+        assert!(sockaddr_matches(&sa, len, &want));
+    }
+
+    #[test]
+    fn ipv6_host() {
+        let want = addr(Some(Ipv6Addr::LOCALHOST.into()), 443);
+        let (sa, len) = v6(Ipv6Addr::LOCALHOST, 443);
+        assert!(sockaddr_matches(&sa, len, &want));
+        let (sa, len) = v4([127, 0, 0, 1], 443);
+        assert!(!sockaddr_matches(&sa, len, &want));
+    }
+
+    #[test]
+    fn numbers_leave_0_to_2_alone_unless_named() {
+        let sel = |fds: Vec<c_int>, from: Option<c_int>, except: Vec<c_int>| Sel {
+            fds,
+            from,
+            except,
+            kind: None,
+            path: None,
+            peer: None,
+            local: None,
+            pure_range: false,
+        };
+        let all = sel(vec![], None, vec![]);
+        assert!(!number_selects(&all, 2));
+        assert!(number_selects(&all, 3));
+        let named = sel(vec![1, 5], None, vec![]);
+        assert!(number_selects(&named, 1));
+        assert!(!number_selects(&named, 4));
+        let range = sel(vec![], Some(5), vec![7]);
+        assert!(!number_selects(&range, 4));
+        assert!(number_selects(&range, 6));
+        assert!(!number_selects(&range, 7));
+    }
 }
