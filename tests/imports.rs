@@ -1,6 +1,6 @@
 //! The library's load cost: what the dynamic loader must do for it in every
 //! process. Each imported function is a symbol lookup at load (~800
-//! instructions), so libc functions are bound lazily through src/lazy.rs;
+//! instructions), so libc functions are bound lazily through src/os/lazy.rs;
 //! this test fails when a new import slips in, or libgcc_s comes back.
 
 use std::path::PathBuf;
@@ -47,7 +47,7 @@ fn imports_only_the_loader_essentials() {
         .collect();
     assert!(
         extra.is_empty(),
-        "libforkguard.so imports {extra:?}: add them to src/lazy_imports.txt so they are bound lazily"
+        "libforkguard.so imports {extra:?}: add them to src/os/lazy_imports.txt so they are bound lazily"
     );
     assert!(
         imported.iter().any(|s| s == "dlsym"),
@@ -98,7 +98,7 @@ fn does_not_load_libgcc_s() {
 }
 
 // ---------------------------------------------------------------------------
-// The library binds libc functions itself (src/lazy.rs): walking the loaded
+// The library binds libc functions itself (src/os/lazy.rs): walking the loaded
 // objects' GNU hash tables in load order, as the loader would. `forkguard
 // check` mode compares every binding with dlsym(RTLD_DEFAULT).
 

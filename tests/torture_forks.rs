@@ -175,7 +175,7 @@ fn forks_from_a_sigalrm_handler_during_a_fork_loop() {
 /// Known bug (docs/RELIABILITY.md, "found"): a signal left pending while the
 /// phases ran is delivered when `finish` restores the caller's mask, before
 /// the thread is marked idle, so a fork made by that handler passes through
-/// with no phase at all. Ignored until src/engine.rs marks the thread idle
+/// with no phase at all. Ignored until src/engine.rs (now src/phases/mod.rs) marks the thread idle
 /// before restoring the mask.
 #[test]
 fn forks_from_a_sigalrm_handler_all_get_their_phases() {

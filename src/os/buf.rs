@@ -120,12 +120,6 @@ pub fn json_escape(s: &[u8], mut out: impl FnMut(&[u8])) {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 mod tests {
     use super::*;
 

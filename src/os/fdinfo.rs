@@ -506,12 +506,6 @@ fn last_pid(text: &[u8]) -> Result<Option<pid_t>, ()> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 mod tests {
     use super::*;
 

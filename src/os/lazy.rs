@@ -4,7 +4,7 @@
 //! must look up every one of them when the library loads, in every process,
 //! whether it ever forks or not (about 800 user-space instructions each).
 //! Instead, the library defines each libc function it uses (listed in
-//! `src/lazy_imports.txt`) as a hidden trampoline, `jmp *slot`; the linker
+//! `src/os/lazy_imports.txt`) as a hidden trampoline, `jmp *slot`; the linker
 //! then binds the library's calls to the trampoline, and the loader has
 //! nothing to look up. A slot first points at a stub that calls
 //! [`fg_lazy_resolve`] with all argument registers saved, which finds the

@@ -336,12 +336,6 @@ pub(super) fn close_ranges(s: &Sel, cloexec: bool) -> bool {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 mod tests {
     use super::*;
 

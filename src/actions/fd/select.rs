@@ -214,12 +214,6 @@ fn sockaddr_matches(sa: &[u8; 128], len: usize, want: &Addr) -> bool {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
