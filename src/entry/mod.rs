@@ -9,6 +9,15 @@
 //!
 //! Compiled out of unit tests: a test binary must not interpose its own
 //! `fork` or lock calls.
+//!
+//! `fork` returns through here after the real fork, and the atfork child
+//! handler runs in the child: no panic site of their own (denied below).
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 pub mod atfork;
 pub mod fork;
