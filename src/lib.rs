@@ -21,13 +21,36 @@
 // A unit-test build leaves out `entry` and `load`, which use the rest.
 #![cfg_attr(test, allow(dead_code, unused_imports))]
 
-mod actions;
-#[cfg(not(test))]
-mod entry;
+/// The folders whose code runs after the real fork, in the child: no
+/// allocation, no lock, no stdio, no formatting machinery, and no panic
+/// site of their own. The lints that find panic sites are denied for each
+/// of them here, once (outside unit tests, which may index and unwrap);
+/// `os/mod.rs` exempts its two load-time-only files.
+macro_rules! after_fork {
+    ($($(#[$attr:meta])* mod $name:ident;)*) => {$(
+        $(#[$attr])*
+        #[cfg_attr(
+            not(test),
+            deny(
+                clippy::indexing_slicing,
+                clippy::unwrap_used,
+                clippy::expect_used,
+                clippy::panic
+            )
+        )]
+        mod $name;
+    )*};
+}
+
+after_fork! {
+    mod actions;
+    #[cfg(not(test))]
+    mod entry;
+    mod os;
+    mod phases;
+}
 #[cfg(not(test))]
 mod load;
-mod os;
-mod phases;
 
 /// Load time: read the config and build the runtime (cheap when there is
 /// none). Code here stays within libc and forkguard's own modules.
