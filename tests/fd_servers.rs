@@ -11,7 +11,7 @@
 //! psycopg2-binary). A test whose server is missing says so on stderr
 //! (not captured) and passes without checking anything.
 //!
-//! Run: `cargo build --release -p forkguard && cargo test --release --test fd_servers`.
+//! Run: `cargo build --release -p forkguard && cargo test --profile fgtest --test fd_servers`.
 
 mod common;
 mod fd_support;
