@@ -24,6 +24,8 @@
 //! - `host.rs`: facts about the machine (root, python3, the clock) and
 //!   `FGT_TORTURE_SCALE`
 
+// Each test file uses a part of these helpers: the rest is dead code, and
+// re-exports it never names are unused imports, in that test binary.
 #![allow(dead_code, unused_imports)]
 
 mod config;
