@@ -131,8 +131,10 @@ for suite in tests/sh/*.sh; do
 done
 
 log "shellcheck"
-scripts=(scripts/*.sh tests/sh/*.sh)
-if ! shellcheck "${scripts[@]}"; then
+# -x: follow the files scripts source (scripts/bench/*.sh, named by
+# `# shellcheck source=` lines).
+scripts=(scripts/*.sh scripts/*/*.sh tests/sh/*.sh)
+if ! shellcheck -x "${scripts[@]}"; then
     failed+=(shellcheck)
 fi
 
