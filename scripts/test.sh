@@ -8,6 +8,16 @@
 # with psycopg2; strace, setcap, perl and node for the torture suite)
 # is installed first (apt-get; psycopg2 with pip). Needs no standard input.
 #
+# The library and CLI under test are the release build users get; the test
+# programs are built with the light `fgtest` profile (Cargo.toml), which is
+# much faster to build than release with LTO.
+#
+# Works from any checkout, also one in a directory other users cannot enter
+# (a clone under /root or in a `mktemp -d` directory): the tests that run
+# something as another user copy it under the temp dir first, and this run
+# keeps the library, the CLI and the C fixtures in a private (0700) directory
+# to prove that none relies on the checkout being reachable.
+#
 # Set FGT_TEST_PREFIX to run each test binary under a wrapper, e.g.
 # FGT_TEST_PREFIX="strace -f -o /tmp/t" (passed to cargo as the runner).
 set -euo pipefail
@@ -15,6 +25,42 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 log() { printf '== %s\n' "$*" >&2; }
+
+# What cannot work from here, in one line, before anything runs: the tests
+# that switch to nobody or postgres give that user files under the temp dir,
+# so every user must be able to enter it; the fixtures and test programs
+# must be able to execute where they are built.
+check_where() {
+    local tmp=${TMPDIR:-/tmp} target=${CARGO_TARGET_DIR:-target} d probe
+    if [[ ! -d $tmp ]]; then
+        log "cannot run here: the temp dir $tmp (TMPDIR) does not exist"
+        exit 1
+    fi
+    if [[ $(id -u) -eq 0 ]]; then
+        d=$(realpath -e "$tmp")
+        while :; do
+            if [[ $(( 0$(stat -c %a "$d") & 1 )) -eq 0 ]]; then
+                log "cannot run here: other users (nobody, postgres) cannot enter $d, on the way to the temp dir $tmp; unset TMPDIR or point it at a directory everyone can enter"
+                exit 1
+            fi
+            [[ $d == / ]] && break
+            d=$(dirname "$d")
+        done
+    fi
+    mkdir -p "$target"
+    for d in "$tmp" "$target"; do
+        probe=$(mktemp -p "$d" .fgt-exec.XXXXXX)
+        printf '#!/bin/sh\n' >"$probe"
+        chmod 0755 "$probe"
+        if ! "$probe" 2>/dev/null; then
+            rm -f "$probe"
+            log "cannot run here: programs cannot execute in $d (a noexec mount?); the tests build and run programs there"
+            exit 1
+        fi
+        rm -f "$probe"
+    done
+}
+check_where
 
 install_missing() {
     local -a pkgs=()
@@ -56,19 +102,23 @@ log "cargo build --release --workspace"
 cargo build --release --workspace
 
 target_dir=${CARGO_TARGET_DIR:-$PWD/target}
-FORKGUARD_LIB="$target_dir/release/libforkguard.so"
-export FORKGUARD_LIB
+# The library, the CLI and the fixtures the tests compile, in a private
+# directory (mktemp -d: 0700), as in a clone under /root: a test that hands
+# one of them to another user without copying it first fails here too.
+private=$(mktemp -d)
+trap 'rm -rf "$private"' EXIT
+cp "$target_dir/release/libforkguard.so" "$target_dir/release/forkguard" "$private/"
+FORKGUARD_LIB=$private/libforkguard.so
+FORKGUARD_BIN=$private/forkguard
+FGT_FIXTURE_DIR=$private/fixtures
+export FORKGUARD_LIB FORKGUARD_BIN FGT_FIXTURE_DIR
 if [[ -n ${FGT_TEST_PREFIX:-} ]]; then
     export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$FGT_TEST_PREFIX"
 fi
 
 failed=()
-log "cargo test -p forkguard --lib (unit tests beside the library's pure code)"
-if ! cargo test -p forkguard --lib; then
-    failed+=("forkguard unit tests")
-fi
-log "cargo test --release --workspace"
-if ! cargo test --release --workspace --no-fail-fast; then
+log "cargo test --profile fgtest --workspace (against the release library)"
+if ! cargo test --profile fgtest --workspace --no-fail-fast; then
     failed+=("cargo test")
 fi
 
@@ -81,8 +131,10 @@ for suite in tests/sh/*.sh; do
 done
 
 log "shellcheck"
-scripts=(scripts/*.sh tests/sh/*.sh)
-if ! shellcheck "${scripts[@]}"; then
+# -x: follow the files scripts source (scripts/bench/*.sh, named by
+# `# shellcheck source=` lines).
+scripts=(scripts/*.sh scripts/*/*.sh tests/sh/*.sh)
+if ! shellcheck -x "${scripts[@]}"; then
     failed+=(shellcheck)
 fi
 

@@ -2,7 +2,7 @@
 //! fixture (tests/c/fd_fix.c) opens them, forks, and reports what the child
 //! has; forkguard's log says what the child phase did.
 //!
-//! Run: `cargo build --release -p forkguard && cargo test --release --test fd`.
+//! Run: `cargo build --release -p forkguard && cargo test --profile fgtest --test fd`.
 //! Every run of a forking fixture has a deadline (`fd_support::TIMEOUT`).
 
 mod common;

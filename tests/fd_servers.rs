@@ -11,7 +11,7 @@
 //! psycopg2-binary). A test whose server is missing says so on stderr
 //! (not captured) and passes without checking anything.
 //!
-//! Run: `cargo build --release -p forkguard && cargo test --release --test fd_servers`.
+//! Run: `cargo build --release -p forkguard && cargo test --profile fgtest --test fd_servers`.
 
 mod common;
 mod fd_support;
@@ -180,11 +180,14 @@ fn start_postgres(s: &Scratch) -> Result<(Server, u16), String> {
     };
     let data = s.path("pg");
     std::fs::create_dir(&data).map_err(|e| e.to_string())?;
+    // As postgres, from a directory it can enter (the checkout may be one it
+    // cannot: a clone under /root).
     let drop_to = |cmd: &mut Command| {
         if let Some((uid, gid)) = as_user {
             cmd.uid(uid).gid(gid);
         }
         common::clean_env(cmd);
+        cmd.current_dir(&s.dir);
     };
     if let Some((uid, gid)) = as_user {
         std::os::unix::fs::chown(&data, Some(uid), Some(gid)).map_err(|e| e.to_string())?;

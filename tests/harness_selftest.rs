@@ -4,6 +4,10 @@
 mod common;
 
 use common::*;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Command;
 
 #[test]
 fn text_log_lines_from_the_spec_parse() {
@@ -120,4 +124,73 @@ fn trace_reader() {
     assert_eq!(t.one("parent-main").nums, [10, 11, 1, 1]);
     assert_eq!(t.words_of(11), ["child"]);
     assert!(t.index_of("prepare", 10) < t.index_of("child", 11));
+}
+
+/// Issue 17: what a test runs as another user must not depend on where the
+/// checkout is. Here `forker` sits in a private (0700) directory, as in a
+/// clone under /root or in a `mktemp -d` directory: `preloaded_as_nobody`
+/// runs copies nobody can reach (the program and the library), and the fork
+/// is guarded. Control: nobody cannot run the program where it is.
+/// (scripts/test.sh also keeps the library and the fixtures of the whole
+/// suite in a 0700 directory.)
+#[test]
+fn what_nobody_runs_is_reachable_from_a_private_checkout() {
+    const NAME: &str = "what_nobody_runs_is_reachable_from_a_private_checkout";
+    if !is_root() {
+        eprintln!("SKIP {NAME}: needs root (switches to nobody)");
+        return;
+    }
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("SKIP {NAME}: setpriv (util-linux) is not installed");
+        return;
+    }
+    let private = Scratch::new("private-checkout");
+    fs::set_permissions(&private.dir, fs::Permissions::from_mode(0o700)).expect("chmod");
+    let forker = private.path("forker");
+    fs::copy(fixture("forker"), &forker).expect("copy forker");
+    assert!(reachable_by_others(&private.dir).is_err());
+
+    let s = Scratch::new("selftest-nobody");
+    // nobody writes the trace and the log; the config stays root's.
+    fs::set_permissions(&s.dir, fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let cfg = s.config(
+        "fg.toml",
+        &format!("{}{}", header(&s.path("fg.log"), ""), trace_calls()),
+    );
+    let as_nobody = |mut c: Command| {
+        clean_env(&mut c);
+        c.env("FORKGUARD_CONFIG", &cfg)
+            .env("FGT_TRACE", s.trace_path())
+            .current_dir(&s.dir);
+        run(&s, c, TIMEOUT)
+    };
+
+    // Control: env (as nobody) cannot execute the private program: 126.
+    let mut ctl = Command::new(AS_NOBODY[0]);
+    ctl.args(&AS_NOBODY[1..]).arg(&forker).arg("fork");
+    let out = as_nobody(ctl);
+    assert_eq!(out.code(), Some(126), "control: {}", out.dump());
+    assert_eq!(
+        s.trace().count("main-before"),
+        0,
+        "control: {}",
+        s.trace().raw
+    );
+
+    let c = preloaded_as_nobody(&s, &forker, "fork");
+    let preload = c
+        .get_args()
+        .find_map(|a| a.to_str()?.strip_prefix("LD_PRELOAD=").map(PathBuf::from))
+        .expect("an LD_PRELOAD= word");
+    reachable_by_others(preload.parent().expect("library dir")).expect("the library copy");
+    let out = as_nobody(c);
+    out.assert_config_accepted().assert_success();
+    let t = s.trace();
+    assert_eq!(
+        (t.count("prepare"), t.count("parent"), t.count("child")),
+        (1, 1, 1),
+        "{}\n{}",
+        t.raw,
+        out.dump()
+    );
 }

@@ -4,7 +4,7 @@
 //! process. Only root writes entries; these tests need root and say so on
 //! stderr (and check nothing) otherwise.
 //!
-//! Run: `cargo build --release -p forkguard && cargo test --release --test plan_cache`.
+//! Run: `cargo build --release -p forkguard && cargo test --profile fgtest --test plan_cache`.
 
 mod common;
 

@@ -230,7 +230,7 @@ fn content_of_a_file_the_user_does_not_own_is_never_printed() {
         let p = s.path(&format!("secret-{mode:o}.toml"));
         write_mode(&p, &text, mode);
         std::os::unix::fs::chown(&p, Some(0), Some(65534)).expect("chown");
-        let mut c = preloaded_as_nobody(&fixture("forker"), "fork");
+        let mut c = preloaded_as_nobody(&s, &fixture("forker"), "fork");
         clean_env(&mut c);
         c.env("FORKGUARD_CONFIG", &p).current_dir(&s.dir);
         run(&s, c, TIMEOUT)

@@ -353,7 +353,7 @@ fn failed_fork_rlimit_nproc_as_unprivileged_user() {
             .expect("chmod scratch");
         // setpriv and env run unguarded; env execs the fixture with the
         // library preloaded.
-        preloaded_as_nobody(&torture(), "nproc")
+        preloaded_as_nobody(&s, &torture(), "nproc")
     } else {
         let mut c = std::process::Command::new(torture());
         c.arg("nproc");

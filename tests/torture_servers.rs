@@ -317,11 +317,14 @@ fn postgres_pgbench_new_connection_per_transaction() {
             std::os::unix::fs::chown(d, Some(uid), Some(gid)).expect("chown");
         }
     }
+    // As postgres, from a directory it can enter (the checkout may be one it
+    // cannot: a clone under /root).
     let drop_to = |cmd: &mut Command| {
         if let Some((uid, gid)) = as_user {
             cmd.uid(uid).gid(gid);
         }
         common::clean_env(cmd);
+        cmd.current_dir(&s.dir);
     };
     let mut init = Command::new(initdb);
     init.args([
@@ -349,7 +352,7 @@ fn postgres_pgbench_new_connection_per_transaction() {
         .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
         .args(["-c", "ssl=off", "-c", "max_connections=50"]);
     drop_to(&mut cmd);
-    cmd.env("LD_PRELOAD", common::lib())
+    cmd.env("LD_PRELOAD", s.for_others(&common::lib()))
         .env("FORKGUARD_CONFIG", &cfg);
     let mut srv = Server::spawn("postgres", cmd, s.path("postgres.log"));
     srv.wait_ready(|srv| srv.log_text().contains("ready to accept connections"));

@@ -1,5 +1,5 @@
 /* torture_atfork_lib: a library that registers its own pthread_atfork
- * handlers from its constructor, for tests/torture_handlers.rs. dlopened by
+ * handlers from its constructor, for tests/torture_forks.rs. dlopened by
  * `torture_fork atfork` after forkguard was loaded, so its handlers are
  * registered after forkguard's fallback and after the program's first ones.
  * Each handler appends one trace line (trace.h). */

@@ -19,10 +19,7 @@ use std::time::Duration;
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
 fn build(name: &str, shared: bool) -> PathBuf {
-    let dir = common::lib()
-        .parent()
-        .expect("library dir")
-        .join("fd-fixtures");
+    let dir = common::fixture_dir().join("fd");
     fs::create_dir_all(&dir).expect("create fixture dir");
     let src = common::root().join("tests/c").join(format!("{name}.c"));
     let out = dir.join(if shared {

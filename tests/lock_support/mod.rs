@@ -32,10 +32,7 @@ pub enum Kind {
 }
 
 fn fixture_dir() -> PathBuf {
-    let dir = common::lib()
-        .parent()
-        .expect("library dir")
-        .join("lock-fixtures");
+    let dir = common::fixture_dir().join("lock");
     fs::create_dir_all(&dir).expect("create fixture dir");
     dir
 }
