@@ -172,11 +172,11 @@ fn forks_from_a_sigalrm_handler_during_a_fork_loop() {
     out.assert_success();
 }
 
-/// Known bug (docs/RELIABILITY.md, "found"): a signal left pending while the
-/// phases ran is delivered when `finish` restores the caller's mask, before
-/// the thread is marked idle, so a fork made by that handler passes through
-/// with no phase at all. Ignored until src/engine.rs (now src/phases/mod.rs) marks the thread idle
-/// before restoring the mask.
+/// Regression test for a bug found by this suite (docs/RELIABILITY.md): a
+/// signal left pending while the phases ran was delivered when the caller's
+/// mask was restored, before the thread was marked idle, so a fork made by
+/// that handler passed through with no phase at all. `src/phases/mod.rs`
+/// marks the thread idle before restoring the mask.
 #[test]
 fn forks_from_a_sigalrm_handler_all_get_their_phases() {
     let s = Scratch::new("tsig2");

@@ -273,6 +273,25 @@ static void on_alarm(int sig)
     errno = saved;
 }
 
+/* Reaps the handler's children (the main loop's own child is already
+ * reaped when this runs). Exit status 30: the child phase did not run in
+ * that child (the fork passed through unguarded). */
+static void reap_handler_children(int flags, int *ok, int *bad, int *unguarded)
+{
+    int st;
+    pid_t p;
+    while ((p = waitpid(-1, &st, flags)) > 0 || (p < 0 && errno == EINTR)) {
+        if (p <= 0)
+            continue;
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+            (*ok)++;
+        else if (WIFEXITED(st) && WEXITSTATUS(st) == 30)
+            (*unguarded)++;
+        else
+            (*bad)++;
+    }
+}
+
 static int do_sigalrm(int iter)
 {
     struct sigaction sa = {.sa_handler = on_alarm};
@@ -282,6 +301,7 @@ static int do_sigalrm(int iter)
     struct itimerval it = {.it_interval = {0, 200}, .it_value = {0, 200}};
     setitimer(ITIMER_REAL, &it, NULL);
     int done = 0, bad = 0, failed = 0;
+    int h_ok = 0, h_bad = 0, h_unguarded = 0;
     for (int i = 0; i < iter; i++) {
         pid_t pid = fork();
         if (pid == 0)
@@ -297,24 +317,15 @@ static int do_sigalrm(int iter)
             done++;
         else
             bad++;
+        /* The handler's children are reaped as the loop goes: thousands of
+         * zombies would exhaust the machine's process ids under load. */
+        reap_handler_children(WNOHANG, &h_ok, &h_bad, &h_unguarded);
     }
     struct itimerval off = {{0, 0}, {0, 0}};
     setitimer(ITIMER_REAL, &off, NULL);
     signal(SIGALRM, SIG_IGN);
-    /* Reap the handler's children. Exit status 30: the child phase did not
-     * run in that child (the fork passed through unguarded). */
-    int h_ok = 0, h_bad = 0, h_unguarded = 0, st;
-    pid_t p;
-    while ((p = waitpid(-1, &st, 0)) > 0 || errno == EINTR) {
-        if (p <= 0)
-            continue;
-        if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
-            h_ok++;
-        else if (WIFEXITED(st) && WEXITSTATUS(st) == 30)
-            h_unguarded++;
-        else
-            h_bad++;
-    }
+    /* The handler's last children. */
+    reap_handler_children(0, &h_ok, &h_bad, &h_unguarded);
     long total = iter + h_forks;
     say("iterations=%d done=%d bad=%d failed=%d handler_forks=%ld handler_ok=%d "
         "handler_bad=%d handler_unguarded=%d handler_failed=%ld prepare=%ld parent=%ld\n",
