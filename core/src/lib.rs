@@ -5,6 +5,7 @@
 //! command prints it.
 #![forbid(unsafe_code)]
 
+pub mod debugfile;
 pub mod error;
 pub mod glob;
 pub mod load;
