@@ -1,8 +1,9 @@
 //! The `forkguard` command: run a program under the library, check a config,
-//! audit a program's forks (SPEC §6).
+//! audit a program's forks, explain a stuck process (SPEC §6, §8.6).
 
 mod check;
 mod launch;
+mod why;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
@@ -61,6 +62,13 @@ enum Command {
     /// Run CMD changing nothing, and report each fork's hazards (to stderr
     /// unless --log says otherwise).
     Audit(Launch),
+    /// Explain a stuck process: what each thread waits on, which lock, who
+    /// holds it, and the config line that prevents it. Exit 0: a cause was
+    /// found; 1: nothing is stuck; 2: the process could not be looked at.
+    Why {
+        /// The process id.
+        pid: i32,
+    },
 }
 
 fn format_name(f: Option<Format>) -> Option<&'static str> {
@@ -76,6 +84,7 @@ fn main() -> ExitCode {
         Command::Run(l) => launch(launch::Mode::Run, l),
         Command::Audit(l) => launch(launch::Mode::Audit, l),
         Command::Check { file, program } => check::run(file.as_deref(), program.as_deref()),
+        Command::Why { pid } => why::run(pid),
     }
 }
 
