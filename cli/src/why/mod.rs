@@ -295,6 +295,7 @@ fn name_lock(
         };
     }
     if let Some((obj, v)) = objs.at(base) {
+        let what = kind_name(lock.kind, names::is_libc(&obj.name));
         return LockName {
             text: format!("a {what} in {}'s data at {}+{v:#x}", obj.name, obj.name),
             symbol: None,

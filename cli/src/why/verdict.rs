@@ -128,15 +128,16 @@ fn gone_text(s: &Subject, me: i32, name: &LockName, owner: i32, elsewhere: Optio
     match s.forked {
         Some(true) => {
             t.push_str(&format!(
-                ": process {} was forked from {} while thread {owner} held the lock; that thread does not exist in the child, so nothing will ever release it",
+                ": the lock was held at the fork by a thread that does not exist in the child (process {} was forked from {} while its thread {owner} held the lock",
                 s.pid, s.ppid
             ));
             if elsewhere == Some(s.ppid) {
-                t.push_str(&format!(" (thread {owner} still runs in {})", s.ppid));
+                t.push_str(&format!(", and thread {owner} still runs there"));
             }
+            t.push_str("), so nothing will ever release it");
         }
         _ => t.push_str(
-            ": it was held at the fork by a thread that does not exist in the child (if this process was forked), or its owner exited without releasing it",
+            ": if this process was forked, the lock was held at the fork by a thread that does not exist in the child; otherwise its owner exited without releasing it",
         ),
     }
     t
