@@ -20,6 +20,7 @@ pub const DEBUG_ROOT: &str = "/usr/lib/debug";
 const SHT_SYMTAB: u32 = 2;
 const SHT_NOTE: u32 = 7;
 const SHT_NOBITS: u32 = 8;
+const SHT_DYNSYM: u32 = 11;
 const NT_GNU_BUILD_ID: u32 = 3;
 const STT_OBJECT: u8 = 1;
 const STT_FUNC: u8 = 2;
@@ -155,9 +156,19 @@ impl<'a> Elf<'a> {
 
     /// The static symbol table (`.symtab` and its string table), if any.
     pub fn symtab(&self) -> Result<Option<Symtab<'a>>, String> {
+        self.table(SHT_SYMTAB)
+    }
+
+    /// The dynamic symbol table (`.dynsym`): the exported names, all a
+    /// stripped object has. No `STT_FILE` symbols there.
+    pub fn dynsym(&self) -> Result<Option<Symtab<'a>>, String> {
+        self.table(SHT_DYNSYM)
+    }
+
+    fn table(&self, kind: u32) -> Result<Option<Symtab<'a>>, String> {
         let Some(s) = (0..self.shnum)
             .filter_map(|i| self.shdr(i))
-            .find(|s| s.kind == SHT_SYMTAB)
+            .find(|s| s.kind == kind)
         else {
             return Ok(None);
         };
