@@ -19,10 +19,12 @@ pub struct Sym {
     pub ambiguous: bool,
 }
 
-/// The file whose `.symtab` names an object's addresses.
+/// The file whose symbol table names an object's addresses.
 enum Table {
-    /// The bytes of a file with a symbol table (the object or its debug file).
-    File(Vec<u8>),
+    /// The bytes of a file with a `.symtab` (the object or its debug file).
+    Symtab(Vec<u8>),
+    /// Only the object's `.dynsym`: exported names.
+    Dynsym(Vec<u8>),
     /// None: the reason was noted.
     Missing,
 }
@@ -46,10 +48,11 @@ impl Names {
             let t = self.load(obj);
             self.tables.insert(obj.path.clone(), t);
         }
-        let Some(Table::File(data)) = self.tables.get(&obj.path) else {
-            return None;
+        let tab = match self.tables.get(&obj.path) {
+            Some(Table::Symtab(data)) => Elf::parse(data).ok()?.symtab().ok()??,
+            Some(Table::Dynsym(data)) => Elf::parse(data).ok()?.dynsym().ok()??,
+            _ => return None,
         };
-        let tab = Elf::parse(data).ok()?.symtab().ok()??;
         let hit = tab.at(vaddr)?;
         let ambiguous = matches!(
             tab.lookup(&[Query {
@@ -96,17 +99,17 @@ impl Names {
             }
         };
         if has_symtab {
-            return Table::File(data);
+            return Table::Symtab(data);
         }
         let wanted = Wanted {
             build_id: build_id.as_deref(),
             debuglink: debuglink.as_ref().map(|(n, c)| (n.as_str(), *c)),
         };
         match debugfile::locate(&obj.path, wanted, |p| std::fs::read(p).ok()) {
-            Located::Found { data, .. } => Table::File(data),
+            Located::Found { data, .. } => Table::Symtab(data),
             Located::NotFound { rejected } => {
                 let mut n = format!(
-                    "{}: no symbol table and no debug file ({}): its internal symbols are not named",
+                    "{}: no symbol table and no debug file ({}): only its exported symbols are named",
                     obj.name,
                     install_hint(&obj.name)
                 );
@@ -114,7 +117,7 @@ impl Names {
                     n.push_str(&format!("; {path} refused: {why}"));
                 }
                 self.notes.push(n);
-                Table::Missing
+                Table::Dynsym(data)
             }
         }
     }
@@ -135,4 +138,44 @@ pub fn is_libc(object: &str) -> bool {
         || object.starts_with("ld-linux")
         || object.starts_with("libpthread.so")
         || object.starts_with("libdl.so")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::BufRead;
+
+    /// This process's libc, as `why` would see it in another process.
+    fn libc() -> Option<Object> {
+        let maps = std::fs::File::open("/proc/self/maps").ok()?;
+        let path = std::io::BufReader::new(maps)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| l.split_whitespace().nth(5).map(str::to_string))
+            .find(|p| p.ends_with("/libc.so.6"))?;
+        Some(Object::for_tests(&path))
+    }
+
+    #[test]
+    fn exported_functions_without_a_debug_file() {
+        let Some(obj) = libc() else {
+            return;
+        };
+        let data = std::fs::read(&obj.open_path).expect("read libc");
+        let elf = Elf::parse(&data).expect("libc is ELF");
+        let dynsym = elf.dynsym().expect("dynsym").expect("libc has .dynsym");
+        let q = [Query {
+            file: None,
+            name: "pthread_mutex_lock",
+        }];
+        let Found::One(hit) = dynsym.lookup(&q).remove(0) else {
+            panic!("pthread_mutex_lock not in libc's .dynsym");
+        };
+        let mut names = Names::default();
+        names
+            .tables
+            .insert(obj.path.clone(), Table::Dynsym(data.clone()));
+        let sym = names.at(&obj, hit.value + 1).expect("named");
+        assert!(sym.name.contains("pthread_mutex_lock"), "{sym:?}");
+    }
 }

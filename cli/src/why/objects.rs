@@ -39,6 +39,22 @@ impl Object {
     }
 }
 
+#[cfg(test)]
+impl Object {
+    /// An object at bias 0 whose every address is in a segment.
+    pub fn for_tests(path: &str) -> Object {
+        Object {
+            path: path.to_string(),
+            open_path: path.to_string(),
+            name: path.rsplit('/').next().unwrap_or(path).to_string(),
+            bias: 0,
+            loads: vec![(0, u64::MAX)],
+            same_file: None,
+            error: None,
+        }
+    }
+}
+
 /// Every file-backed object of a process.
 #[derive(Debug, Default)]
 pub struct Objects {
