@@ -80,4 +80,30 @@ print("python:", os.read(r, 100).decode().strip())
 ' 2>&1 | sed 's/^/    /'
 say "(daemon: prepare ran in the caller's child, the child phase in the daemon it became)"
 
+# forkguard why on a hung worker (SPEC 8.6). A separate block: the glibc
+# lock scene of the libc_locks work shows the same program with the fix.
+why_scene() {
+    bold "4. forkguard why: which lock a hung worker waits on, and the line that prevents it"
+    say "env_worker: a thread calls setenv in a loop while the main thread forks workers that call setenv."
+    gcc -O1 -g -pthread -o "$out/env_worker" scripts/demo/env_worker.c
+    "$out/env_worker" >"$out/env_worker.out" &
+    local parent=$! pid="" i
+    for ((i = 0; i < 200; i++)); do
+        pid=$(awk '/^hung/ {print $2}' "$out/env_worker.out")
+        [ -n "$pid" ] && break
+        kill -0 "$parent" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ -n "$pid" ]; then
+        say "worker $pid hung; forkguard why $pid:"
+        "$fg" why "$pid" | sed 's/^/    /' || true
+        kill -KILL "$pid" 2>/dev/null || true
+    else
+        say "no worker hung this time: $(cat "$out/env_worker.out")"
+    fi
+    kill -KILL "$parent" 2>/dev/null || true
+    wait "$parent" 2>/dev/null || true
+}
+why_scene
+
 bold "Done. See README.md for the config format, scripts/test.sh for the tests."

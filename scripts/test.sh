@@ -5,7 +5,8 @@
 # Works on a fresh Debian 12 machine as root: what the tests need and is
 # missing (gcc, python3, shellcheck, util-linux's unshare/setpriv, and the
 # real servers the fd and torture tests talk to: redis-server, PostgreSQL
-# with psycopg2; strace, setcap, perl and node for the torture suite)
+# with psycopg2; strace, setcap, perl and node for the torture suite;
+# libc6-dbg and binutils for forkguard why)
 # is installed first (apt-get; psycopg2 with pip). Needs no standard input.
 #
 # The library and CLI under test are the release build users get; the test
@@ -76,6 +77,10 @@ install_missing() {
     command -v strace >/dev/null 2>&1 || pkgs+=(strace)
     command -v perl >/dev/null 2>&1 || pkgs+=(perl)
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+    # glibc's debug symbols (forkguard why names glibc's internal locks);
+    # objcopy/readelf for the stripped-program and debug-file tests.
+    dpkg-query -W -f='${Status}' libc6-dbg 2>/dev/null | grep -q 'ok installed' || pkgs+=(libc6-dbg)
+    command -v objcopy >/dev/null 2>&1 || pkgs+=(binutils)
     compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || pkgs+=(postgresql)
     if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import psycopg2' 2>/dev/null; then
         log "installing psycopg2-binary (pip)"
