@@ -210,6 +210,28 @@ fn rwlock_in_forked_child() {
     );
 }
 
+/// A heap binary semaphore taken by a thread at the fork (how CPython
+/// 3.12 and older implement its locks): no owner recorded, and the child
+/// has no other thread.
+#[test]
+fn heap_semaphore_in_forked_child() {
+    let sc = Scratch::new("why-sem");
+    let s = start("sem", 1, 1);
+    let out = why(&sc, s.pid);
+    assert_exit(&out, 0);
+    assert_has(
+        &out,
+        &[
+            "waits on a heap semaphore at 0x",
+            "semaphore, value 0, 1 waiting",
+            "owner: not recorded",
+            "the process has no other thread: nobody can release it",
+            "the lock was held at the fork by a thread that does not exist in the child",
+            "held_locks = \"acquire\"",
+        ],
+    );
+}
+
 /// Two live threads, two global mutexes, opposite orders.
 #[test]
 fn deadlock_between_live_threads() {

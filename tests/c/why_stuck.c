@@ -16,6 +16,8 @@
  *   global   the same with a global mutex (g_lock): PID is the child.
  *   rwlock   a thread holds the global g_rwlock for writing at the fork;
  *            the child takes it for reading: PID is the child.
+ *   sem      a thread has taken a heap binary semaphore at the fork; the
+ *            child waits on it: PID is the child.
  *   deadlock two threads take g_lock_a and g_lock_b in opposite orders:
  *            PID is this process.
  *   idle     threads in read, nanosleep, poll and a condition wait, one
@@ -40,6 +42,7 @@ pthread_mutex_t g_lock_a = PTHREAD_MUTEX_INITIALIZER;
 pthread_mutex_t g_lock_b = PTHREAD_MUTEX_INITIALIZER;
 pthread_rwlock_t g_rwlock = PTHREAD_RWLOCK_INITIALIZER;
 static pthread_mutex_t *heap_lock;
+static sem_t *heap_sem;
 
 static sem_t held;   /* the thread holds its lock */
 static sem_t forked; /* the main thread has forked */
@@ -110,6 +113,13 @@ static void *hold_rwlock(void *arg) {
     return NULL;
 }
 
+static void *hold_sem(void *arg) {
+    sem_wait(heap_sem);
+    sem_post(&held);
+    wait_forever();
+    return NULL;
+}
+
 /* Fork once the thread holds its lock; the child runs `child`. */
 static void fork_stuck(void *(*thread)(void *), void (*child)(void)) {
     pthread_t t;
@@ -129,6 +139,7 @@ static void child_env(void) { setenv("FGT_WHY_CHILD", "1", 1); }
 static void child_heap(void) { pthread_mutex_lock(heap_lock); }
 static void child_global(void) { pthread_mutex_lock(&g_lock); }
 static void child_rwlock(void) { pthread_rwlock_rdlock(&g_rwlock); }
+static void child_sem(void) { sem_wait(heap_sem); }
 static void child_idle(void) { wait_forever(); }
 
 /* ---- deadlock ---- */
@@ -193,7 +204,7 @@ static void idle(void) {
 
 int main(int argc, char **argv) {
     if (argc != 2) {
-        fprintf(stderr, "usage: why_stuck env|heap|global|rwlock|deadlock|idle|idlechild\n");
+        fprintf(stderr, "usage: why_stuck env|heap|global|rwlock|sem|deadlock|idle|idlechild\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -211,6 +222,10 @@ int main(int argc, char **argv) {
         fork_stuck(hold_global, child_global);
     } else if (strcmp(mode, "rwlock") == 0) {
         fork_stuck(hold_rwlock, child_rwlock);
+    } else if (strcmp(mode, "sem") == 0) {
+        heap_sem = malloc(sizeof *heap_sem);
+        sem_init(heap_sem, 0, 1);
+        fork_stuck(hold_sem, child_sem);
     } else if (strcmp(mode, "deadlock") == 0) {
         pthread_t t1, t2;
         pthread_barrier_init(&both, NULL, 2);

@@ -84,6 +84,10 @@ pub fn run(pid: i32) -> ExitCode {
     };
     let subject = match look(&proc) {
         Ok(s) => s,
+        Err(ProcError::Gone) => {
+            eprintln!("forkguard: why: process {pid} exited while being read");
+            return ExitCode::from(2);
+        }
         Err(e) => return cannot_look(pid, &e),
     };
     let found = verdict::judge(&proc, &subject);
@@ -102,6 +106,10 @@ pub fn run(pid: i32) -> ExitCode {
 fn cannot_look(pid: i32, e: &ProcError) -> ExitCode {
     match e {
         ProcError::Gone => eprintln!("forkguard: why: no process {pid}"),
+        // SAFETY: geteuid cannot fail.
+        ProcError::Denied if unsafe { libc::geteuid() } == 0 => {
+            eprintln!("forkguard: why: process {pid}: permission denied (even to root here)")
+        }
         ProcError::Denied => eprintln!(
             "forkguard: why: process {pid}: permission denied (run as its user or as root)"
         ),
@@ -121,7 +129,7 @@ fn look(proc: &Process) -> procfs::Result<Subject> {
             "its memory cannot be read ({}): locks are not decoded",
             match e {
                 ProcError::Denied => "permission denied".to_string(),
-                ProcError::Gone => "it exited".to_string(),
+                ProcError::Gone => "it has none: a kernel thread".to_string(),
                 ProcError::Other(m) => m.clone(),
             }
         ));
@@ -277,10 +285,14 @@ fn name_lock(
             ),
             None => format!("{}:{}", obj.name, sym.name),
         };
-        let symbol = if sym.ambiguous {
-            full.clone()
-        } else {
-            format!("{}:{}", obj.name, sym.name)
+        let symbol = match (&sym.file, numbered(&sym.name)) {
+            // GCC's NAME.N for a function-local static: N changes between
+            // builds; a config's FILE:NAME finds it (SPEC 8.1).
+            (Some(f), Some(base)) => {
+                format!("{}:{}:{base}", obj.name, f.rsplit('/').next().unwrap_or(f))
+            }
+            _ if sym.ambiguous => full.clone(),
+            _ => format!("{}:{}", obj.name, sym.name),
         };
         let text = if off > 0 {
             format!("{full}+{off}")
@@ -318,6 +330,12 @@ fn name_lock(
     }
 }
 
+/// `NAME` of a `NAME.N` symbol (N digits).
+fn numbered(name: &str) -> Option<&str> {
+    let (base, n) = name.rsplit_once('.')?;
+    (!base.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then_some(base)
+}
+
 /// "pthread mutex", "glibc internal lock (futex word)"...
 pub fn kind_name(kind: Kind, in_libc: bool) -> &'static str {
     match kind {
@@ -331,5 +349,18 @@ pub fn kind_name(kind: Kind, in_libc: bool) -> &'static str {
         Kind::Once => "pthread_once control",
         Kind::Barrier => "barrier",
         Kind::Unknown => "futex",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn numbered_statics() {
+        assert_eq!(super::numbered("lock.0"), Some("lock"));
+        assert_eq!(super::numbered("lock.12"), Some("lock"));
+        assert_eq!(super::numbered("lock"), None);
+        assert_eq!(super::numbered("a.b"), None);
+        assert_eq!(super::numbered(".1"), None);
+        assert_eq!(super::numbered("x."), None);
     }
 }
