@@ -41,11 +41,16 @@ pub struct Names {
 impl Names {
     /// The symbol of `obj` containing link-time address `vaddr`.
     pub fn at(&mut self, obj: &Object, vaddr: u64) -> Option<Sym> {
-        if obj.same_file == Some(false) {
-            return None;
-        }
         if !self.tables.contains_key(&obj.path) {
-            let t = self.load(obj);
+            let t = if obj.same_file == Some(false) {
+                self.notes.push(format!(
+                    "{}: the file on disk is not the object in memory (another build-id): its symbols are not named",
+                    obj.path
+                ));
+                Table::Missing
+            } else {
+                self.load(obj)
+            };
             self.tables.insert(obj.path.clone(), t);
         }
         let tab = match self.tables.get(&obj.path) {

@@ -1,11 +1,10 @@
 //! The objects mapped in a process (from `/proc/PID/maps` and their ELF
-//! program headers): which object an address lies in, and at which
+//! program headers, read from the first 64 KiB of each file): which object an address lies in, and at which
 //! link-time address, `.bss` beyond the file's pages included.
 
 use super::procfs::{Mapping, Process};
-use object::elf::{PT_LOAD, PT_NOTE};
-use object::read::elf::{ElfFile64, ProgramHeader};
-use object::{Endianness, Object as _};
+use forkguard_core::debugfile::build_id_in_notes;
+use std::io::Read;
 
 /// One object (program or library) mapped from a file.
 #[derive(Debug, Clone)]
@@ -103,47 +102,106 @@ impl Objects {
     }
 }
 
+/// The start of an ELF file: its header and program headers (which
+/// linkers put right after it), without reading a large file whole.
+const HEAD_BYTES: u64 = 64 * 1024;
+const PT_LOAD: u32 = 1;
+const PT_NOTE: u32 = 4;
+
+fn u16_at(b: &[u8], o: usize) -> Option<u64> {
+    Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?).into())
+}
+fn u32_at(b: &[u8], o: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?))
+}
+fn u64_at(b: &[u8], o: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?))
+}
+
+/// One program header: `(type, file offset, vaddr, filesz, memsz)`.
+type Phdr = (u32, u64, u64, u64, u64);
+
+/// The program headers of a 64-bit little-endian ELF file from its first bytes.
+fn program_headers(head: &[u8]) -> Option<Vec<Phdr>> {
+    if !head.starts_with(b"\x7fELF") || head.get(4) != Some(&2) || head.get(5) != Some(&1) {
+        return None;
+    }
+    let (phoff, phentsize, phnum) = (
+        u64_at(head, 0x20)?,
+        u16_at(head, 0x36)?,
+        u16_at(head, 0x38)?,
+    );
+    (0..phnum)
+        .map(|i| {
+            let o = usize::try_from(phoff.checked_add(i * phentsize)?).ok()?;
+            Some((
+                u32_at(head, o)?,
+                u64_at(head, o + 8)?,
+                u64_at(head, o + 16)?,
+                u64_at(head, o + 32)?,
+                u64_at(head, o + 40)?,
+            ))
+        })
+        .collect()
+}
+
 /// Fills in the bias and segments from the file's program headers, using
 /// `first` (the object's first mapping) to place it, and compares the
 /// build-id note with the one in memory.
 fn read_headers(o: &mut Object, proc: &Process, first: &Mapping) -> Result<(), String> {
-    let data = std::fs::read(&o.open_path)
+    let file = std::fs::File::open(&o.open_path)
         .map_err(|e| format!("{}: {}", o.path, crate::launch::strip_os(&e)))?;
-    let file = ElfFile64::<Endianness>::parse(&*data)
-        .map_err(|_| format!("{}: not a 64-bit ELF file", o.path))?;
-    let e = file.endian();
-    let phdrs = file.elf_program_headers();
-    let mut loads = Vec::new();
+    let mut head = Vec::new();
+    file.take(HEAD_BYTES)
+        .read_to_end(&mut head)
+        .map_err(|e| format!("{}: {}", o.path, crate::launch::strip_os(&e)))?;
+    let phdrs =
+        program_headers(&head).ok_or_else(|| format!("{}: not a 64-bit ELF file", o.path))?;
     let mut place = None;
-    let mut notes = Vec::new();
-    for ph in phdrs {
-        let (vaddr, off, filesz, memsz) =
-            (ph.p_vaddr(e), ph.p_offset(e), ph.p_filesz(e), ph.p_memsz(e));
-        match ph.p_type(e) {
-            PT_LOAD => {
-                loads.push((vaddr, memsz));
-                // The segment whose file range holds the mapping's offset:
-                // link-time address of the mapping's start.
-                let page_off = off & !0xfff;
-                if place.is_none() && first.offset >= page_off && first.offset < off + filesz.max(1)
-                {
-                    place = Some((vaddr & !0xfff) + (first.offset - page_off));
-                }
-            }
-            PT_NOTE => notes.push((vaddr, filesz)),
-            _ => {}
+    for &(kind, off, vaddr, filesz, memsz) in &phdrs {
+        if kind != PT_LOAD {
+            continue;
+        }
+        o.loads.push((vaddr, memsz));
+        // The segment whose file range holds the mapping's offset gives the
+        // link-time address of the mapping's start.
+        let page_off = off & !0xfff;
+        if place.is_none() && first.offset >= page_off && first.offset < off + filesz.max(1) {
+            place = Some((vaddr & !0xfff) + (first.offset - page_off));
         }
     }
     let start_vaddr =
         place.ok_or_else(|| format!("{}: no segment at its mapped offset", o.path))?;
     o.bias = first.start.wrapping_sub(start_vaddr);
-    o.loads = loads;
-    if let Ok(Some(id)) = file.build_id() {
-        o.same_file = Some(notes.iter().any(|&(v, len)| {
-            proc.read(o.bias.wrapping_add(v), len.min(4096) as usize)
-                .map(|mem| mem.windows(id.len()).any(|w| w == id))
-                .unwrap_or(true) // unreadable: trust the path
-        }));
+    // The build-id note, in the file's first bytes and in memory.
+    for &(kind, off, vaddr, filesz, _) in &phdrs {
+        let Some(id) = (kind == PT_NOTE)
+            .then(|| head.get(off as usize..off.saturating_add(filesz) as usize))
+            .flatten()
+            .and_then(build_id_in_notes)
+        else {
+            continue;
+        };
+        if let Ok(mem) = proc.read(o.bias.wrapping_add(vaddr), filesz.min(4096) as usize) {
+            o.same_file = Some(build_id_in_notes(&mem) == Some(id));
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::program_headers;
+
+    #[test]
+    fn headers_of_this_program() {
+        let exe = std::fs::read("/proc/self/exe").expect("read self");
+        let ph = program_headers(&exe[..exe.len().min(64 * 1024)]).expect("ELF");
+        assert!(ph.iter().any(|p| p.0 == super::PT_LOAD));
+        assert!(program_headers(b"#!/bin/sh\n").is_none());
+        // A header whose program headers lie past the bytes read.
+        let mut cut = exe[..64].to_vec();
+        cut[0x20..0x28].copy_from_slice(&1_000_000u64.to_le_bytes());
+        assert!(program_headers(&cut).is_none());
+    }
 }
