@@ -68,8 +68,12 @@ impl Objects {
             if list.iter().any(|o| o.path == m.path) {
                 continue;
             }
+            // Paths are the process's: through its root (a container's
+            // files), else as they are here.
+            let in_root = format!("/proc/{}/root{}", proc.pid, m.path);
             let open_path = match m.path.strip_suffix(" (deleted)") {
                 Some(_) => format!("/proc/{}/map_files/{:x}-{:x}", proc.pid, m.start, m.end),
+                None if std::fs::File::open(&in_root).is_ok() => in_root,
                 None => m.path.clone(),
             };
             let name = m
