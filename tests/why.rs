@@ -37,9 +37,13 @@ fn fixture_path() -> PathBuf {
 /// Starts `program MODE` and reads its `ready PID` line (with a deadline).
 fn start_program(program: &Path, mode: &str) -> Stuck {
     let mut cmd = Command::new(program);
+    cmd.arg(mode);
+    start_cmd(cmd, mode)
+}
+
+fn start_cmd(mut cmd: Command, mode: &str) -> Stuck {
     clean_env(&mut cmd);
-    cmd.arg(mode)
-        .stdin(Stdio::null())
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .process_group(0);
@@ -226,6 +230,40 @@ fn heap_semaphore_in_forked_child() {
             "semaphore, value 0, 1 waiting",
             "owner: not recorded",
             "the process has no other thread: nobody can release it",
+            "the lock was held at the fork by a thread that does not exist in the child",
+            "held_locks = \"acquire\"",
+        ],
+    );
+}
+
+/// CPython's threading.Lock held by a thread at `os.fork`; the child
+/// acquires it. Skipped (with the reason) without python3.
+#[test]
+fn python_lock_in_forked_child() {
+    let Some(py) = python() else {
+        eprintln!("skipped: no python3");
+        return;
+    };
+    let sc = Scratch::new("why-py");
+    let mut cmd = Command::new(py);
+    cmd.arg(root().join("tests/py/why_lock.py"));
+    let s = start_cmd(cmd, "why_lock.py");
+    let settled = wait_until(TIMEOUT, || {
+        let t = tasks(s.pid);
+        t.len() == 1 && t[0].0 == 'S' && t[0].1.starts_with("202 ")
+    });
+    assert!(
+        settled,
+        "the Python child did not settle: {:?}",
+        tasks(s.pid)
+    );
+    let out = why(&sc, s.pid);
+    assert_exit(&out, 0);
+    assert_has(
+        &out,
+        &[
+            "waits on a heap semaphore at 0x",
+            "PyThread_acquire_lock_timed",
             "the lock was held at the fork by a thread that does not exist in the child",
             "held_locks = \"acquire\"",
         ],
