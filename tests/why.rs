@@ -11,7 +11,6 @@ mod common;
 use common::*;
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -360,17 +359,14 @@ fn no_such_process() {
 }
 
 /// Another user's process: one line, exit 2. As root the command runs as
-/// `nobody` (a copy of it in a world-readable directory) on a process of
+/// `nobody` (a copy of it, `Scratch::for_others`) on a process of
 /// root's; otherwise the caller looks at pid 1.
 #[test]
 fn another_users_process() {
     let sc = Scratch::new("why-perm");
     let (cmd, pid, _keep) = if is_root() {
         let s = start("idle", 7, 2);
-        fs::set_permissions(&sc.dir, fs::Permissions::from_mode(0o755)).expect("chmod dir");
-        let copy = sc.path("forkguard");
-        fs::copy(cli(), &copy).expect("copy forkguard");
-        fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let copy = sc.for_others(&cli());
         let mut cmd = Command::new(AS_NOBODY[0]);
         cmd.args(&AS_NOBODY[1..AS_NOBODY.len() - 1])
             .arg(&copy)
