@@ -115,6 +115,11 @@ strategy = \"reinit\"
 /// allocfix under a json-logging, handshaking config with every child
 /// setting, a prepare and a child call, and `actions`.
 fn alloc_json_run(tag: &str, actions: &str) {
+    alloc_json_run_with(tag, "", actions)
+}
+
+/// `alloc_json_run` with more `[settings]` lines.
+fn alloc_json_run_with(tag: &str, settings: &str, actions: &str) {
     let s = Scratch::new(tag);
     let reopen = format!(
         "\n[[fd]]\nselect = {{ fd = 62 }}\naction = \"reopen\"\npath = \"{}/reopen.%p.%P.log\"\nflags = [\"append\", \"create\"]\nmode = 0o640\n",
@@ -124,7 +129,7 @@ fn alloc_json_run(tag: &str, actions: &str) {
         "{}{}{CHILD_SETTINGS}{actions}{reopen}",
         header(
             &s.path("fg.log"),
-            "handshake_timeout_ms = 5000\nlog_format = \"json\""
+            &format!("handshake_timeout_ms = 5000\nlog_format = \"json\"\n{settings}")
         ),
         calls(&[("prepare", "fgt_prepare"), ("child", "fgt_child")]),
     );
@@ -176,6 +181,30 @@ fn child_phase_with_zero_fd_actions_and_json_log_does_not_allocate() {
 #[test]
 fn child_phase_with_lock_actions_does_not_allocate() {
     alloc_json_run("alloclock", LOCKS);
+}
+
+/// `type = "futex"` (a word and a futex inside a struct, by `offset`), and
+/// the `libc_locks` profile, whose fork handlers reset glibc's internal
+/// locks in the child (they run after alloccount's snapshot handler).
+#[test]
+fn child_phase_with_futex_and_libc_locks_does_not_allocate() {
+    let futex = "
+[[lock]]
+symbol = \"fgt_futex\"
+type = \"futex\"
+
+[[lock]]
+symbol = \"fgt_lock2\"
+type = \"futex\"
+strategy = \"reinit\"
+offset = 0
+
+[[zero]]
+symbol = \"fgt_zero_me\"
+offset = 8
+size = 8
+";
+    alloc_json_run_with("allocfutex", "libc_locks = \"acquire\"", futex);
 }
 
 #[test]

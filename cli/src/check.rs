@@ -46,7 +46,7 @@ fn print_plan(plan: &Plan) {
     let s = &plan.settings;
     println!("{}: valid", plan.file);
     println!(
-        "settings: programs = {}; on_error = {}; log = {}; log_format = {}; vfork = {}; lock_timeout_ms = {}; handshake_timeout_ms = {}",
+        "settings: programs = {}; on_error = {}; log = {}; log_format = {}; vfork = {}; lock_timeout_ms = {}; handshake_timeout_ms = {}; libc_locks = {}",
         programs(&s.programs),
         format!("{:?}", s.on_error).to_lowercase(),
         match &s.log {
@@ -57,7 +57,8 @@ fn print_plan(plan: &Plan) {
         format!("{:?}", s.log_format).to_lowercase(),
         format!("{:?}", s.vfork).to_lowercase(),
         s.lock_timeout_ms,
-        s.handshake_timeout_ms
+        s.handshake_timeout_ms,
+        format!("{:?}", s.libc_locks).to_lowercase()
     );
     if plan.is_empty() {
         println!("no actions: every fork passes through unchanged");
@@ -139,6 +140,9 @@ fn describe(a: &Action, what: &str) -> String {
     let mut s = match &a.kind {
         ActionKind::Lock(l) => {
             let mut s = format!("lock {} ({:?}, {:?}", l.symbol, l.kind, l.strategy).to_lowercase();
+            if let Some(o) = l.offset {
+                s.push_str(&format!(", offset {}", o.bytes));
+            }
             if l.strategy == LockStrategy::Acquire {
                 s.push_str(
                     &format!(
@@ -155,7 +159,15 @@ fn describe(a: &Action, what: &str) -> String {
             s
         }
         ActionKind::Call(c) => format!("call {}()", c.symbol),
-        ActionKind::Zero(z) => format!("zero {}", z.symbol),
+        ActionKind::Zero(z) => match (z.offset, z.size) {
+            (None, None) => format!("zero {}", z.symbol),
+            (o, n) => format!(
+                "zero {} (offset {}, {} bytes)",
+                z.symbol,
+                o.map_or(0, |o| o.bytes),
+                n.map_or("to the end".to_string(), |n| n.to_string())
+            ),
+        },
         ActionKind::Fd(f) => {
             let sel = &f.select;
             let mut keys = Vec::new();

@@ -401,6 +401,20 @@ impl<'a> Symtab<'a> {
             && self.strtab.get(at + name.len()) == Some(&0)
     }
 
+    /// The string at `at` is `name.N`, N one or more digits.
+    fn name_numbered(&self, at: u32, name: &[u8]) -> bool {
+        let at = at as usize;
+        if self.strtab.get(at..at + name.len()) != Some(name)
+            || self.strtab.get(at + name.len()) != Some(&b'.')
+        {
+            return false;
+        }
+        match cstr_at(self.strtab, at + name.len() + 1) {
+            Some(n) => !n.is_empty() && n.iter().all(u8::is_ascii_digit),
+            None => false,
+        }
+    }
+
     fn text(&self, at: u32) -> Option<&'a str> {
         std::str::from_utf8(cstr_at(self.strtab, at as usize)?).ok()
     }
@@ -409,52 +423,135 @@ impl<'a> Symtab<'a> {
     /// count (not undefined or absolute symbols, not files or sections);
     /// aliases at one address count once.
     pub fn lookup(&self, queries: &[Query]) -> Vec<Found> {
+        self.lookup_inner(queries, false)
+    }
+
+    /// Like [`Symtab::lookup`], and a query for `NAME` also takes the
+    /// symbol `NAME.N` (N digits): how GCC names a function-local static,
+    /// with an N that changes between builds.
+    pub fn lookup_numbered(&self, queries: &[Query]) -> Vec<Found> {
+        self.lookup_inner(queries, true)
+    }
+
+    /// Like [`Symtab::lookup_numbered`] (when `numbered`) or
+    /// [`Symtab::lookup`], for variables only (`STT_OBJECT`, `STT_TLS`):
+    /// the symbols a lock or zero action can name, a fifth of a C
+    /// library's table.
+    pub fn lookup_data(&self, queries: &[Query], numbered: bool) -> Vec<Found> {
+        self.lookup_inner_kinds(queries, numbered, true)
+    }
+
+    fn lookup_inner(&self, queries: &[Query], numbered: bool) -> Vec<Found> {
+        self.lookup_inner_kinds(queries, numbered, false)
+    }
+
+    /// One pass over the table. Per entry: its type byte, then (for a
+    /// candidate type) one table lookup by the name's first byte and an
+    /// 8-byte prefix compare per distinct name with that first byte; the
+    /// full compare and the source file only for the few that pass.
+    fn lookup_inner_kinds(&self, queries: &[Query], numbered: bool, data_only: bool) -> Vec<Found> {
         let mut hits: Vec<Vec<SymHit>> = vec![Vec::new(); queries.len()];
-        // Cheap filter before comparing names: first byte and length.
-        let firsts: Vec<u8> = queries
-            .iter()
-            .map(|q| q.name.as_bytes().first().copied().unwrap_or(0))
-            .collect();
+        // Distinct names, their 8-byte prefix and mask, and their queries.
+        let mut names: Vec<(&[u8], u64, u64, Vec<usize>)> = Vec::new();
+        for (qi, q) in queries.iter().enumerate() {
+            let n = q.name.as_bytes();
+            match names.iter_mut().find(|(m, ..)| *m == n) {
+                Some(e) => e.3.push(qi),
+                None => {
+                    let k = n.len().min(8);
+                    let mut b = [0u8; 8];
+                    b[..k].copy_from_slice(&n[..k]);
+                    let mask = if k == 8 {
+                        u64::MAX
+                    } else {
+                        (1u64 << (8 * k)) - 1
+                    };
+                    names.push((n, u64::from_le_bytes(b), mask, vec![qi]));
+                }
+            }
+        }
+        let mut by_first: Vec<Vec<usize>> = vec![Vec::new(); 256];
+        for (ni, (n, ..)) in names.iter().enumerate() {
+            if let Some(&c) = n.first() {
+                by_first[usize::from(c)].push(ni);
+            }
+        }
         let mut file: Option<u32> = None;
-        for i in 0..self.len() {
-            let Some(e) = self.entry(i) else { break };
-            if i == self.first_global {
+        let first_global = self.first_global;
+        for (i, c) in self.syms.chunks_exact(SYM_SIZE).enumerate() {
+            // c is 24 bytes: name u32, info u8, other u8, shndx u16, value, size.
+            let ty = c[4] & 0xf;
+            if i == first_global {
                 file = None;
             }
-            if e.kind == STT_FILE {
-                file = Some(e.name);
+            let name_at = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            if ty == STT_FILE {
+                file = Some(name_at);
                 continue;
             }
-            let kind = match e.kind {
+            let kind = match ty {
                 STT_OBJECT => SymKind::Object,
-                STT_FUNC | STT_GNU_IFUNC => SymKind::Func,
                 STT_TLS => SymKind::Tls,
-                0 => SymKind::Other,
+                STT_FUNC | STT_GNU_IFUNC if !data_only => SymKind::Func,
+                0 if !data_only => SymKind::Other,
                 _ => continue,
             };
-            if e.shndx == SHN_UNDEF || e.shndx == SHN_ABS {
+            let nm = name_at as usize;
+            let Some(&first) = self.strtab.get(nm) else {
+                continue;
+            };
+            let cands = &by_first[usize::from(first)];
+            if cands.is_empty() {
                 continue;
             }
-            let first = self.strtab.get(e.name as usize).copied().unwrap_or(0);
-            for (qi, q) in queries.iter().enumerate() {
-                if firsts[qi] != first || !self.name_is(e.name, q.name.as_bytes()) {
+            let word = match self.strtab.get(nm..nm + 8) {
+                Some(b) => u64::from_le_bytes(b.try_into().unwrap_or([0; 8])),
+                None => {
+                    let mut b = [0u8; 8];
+                    for (k, c) in self.strtab[nm..].iter().take(8).enumerate() {
+                        b[k] = *c;
+                    }
+                    u64::from_le_bytes(b)
+                }
+            };
+            for &ni in cands {
+                let (name, pre, mask, qs) = &names[ni];
+                if word & mask != *pre {
                     continue;
                 }
-                let f = file.and_then(|f| self.text(f)).filter(|f| !f.is_empty());
-                if let Some(want) = q.file {
-                    if !f.is_some_and(|f| same_file(f, want)) {
+                let nm32 = nm as u32;
+                if !(self.name_is(nm32, name) || numbered && self.name_numbered(nm32, name)) {
+                    continue;
+                }
+                let Some(e) = self.entry(i) else { continue };
+                if e.shndx == SHN_UNDEF || e.shndx == SHN_ABS {
+                    continue;
+                }
+                let f = file
+                    .and_then(|f| cstr_at(self.strtab, f as usize))
+                    .filter(|f| !f.is_empty());
+                let f_base = f.map(basename);
+                for &qi in qs {
+                    if let Some(want) = queries[qi].file {
+                        let want = want.as_bytes();
+                        let same = match (f, f_base) {
+                            (Some(f), Some(b)) => f == want || b == want || basename(want) == f,
+                            _ => false,
+                        };
+                        if !same {
+                            continue;
+                        }
+                    }
+                    if hits[qi].iter().any(|h| h.value == e.value) {
                         continue;
                     }
+                    hits[qi].push(SymHit {
+                        value: e.value,
+                        size: e.size,
+                        file: f.map(|f| String::from_utf8_lossy(f).into_owned()),
+                        kind,
+                    });
                 }
-                if hits[qi].iter().any(|h| h.value == e.value) {
-                    continue;
-                }
-                hits[qi].push(SymHit {
-                    value: e.value,
-                    size: e.size,
-                    file: f.map(str::to_string),
-                    kind,
-                });
             }
         }
         hits.into_iter()
@@ -527,12 +624,14 @@ pub struct AddrHit {
     pub offset: u64,
 }
 
-/// A file symbol matches a config's `FILE` by its whole text or its last
-/// path component (`stdlib/random.c` and `random.c` both name `random.c`).
-fn same_file(sym_file: &str, want: &str) -> bool {
-    sym_file == want
-        || sym_file.rsplit('/').next() == Some(want)
-        || want.rsplit('/').next() == Some(sym_file)
+/// The last path component: a file symbol matches a config's `FILE` by
+/// its whole text or by this (`stdlib/random.c` and `random.c` both name
+/// `random.c`).
+fn basename(p: &[u8]) -> &[u8] {
+    match p.iter().rposition(|&c| c == b'/') {
+        Some(i) => &p[i + 1..],
+        None => p,
+    }
 }
 
 #[cfg(test)]

@@ -279,3 +279,33 @@ fn corrupt_input_is_an_error_never_a_panic() {
     assert!(Elf::parse(&good[..64]).is_err());
     assert!(check(&good[..good.len() - 10], Wanted::default()).is_err());
 }
+
+#[test]
+fn numbered_statics_and_data_only() {
+    let syms: &[S] = &[
+        ("getaddrinfo.c", STT_FILE, SHN_ABS, 0, 0),
+        ("lock.2", STT_OBJECT, 20, 0x2000, 4),
+        ("lockless", STT_OBJECT, 20, 0x2008, 4),
+        ("lock", STT_FUNC, 12, 0x700, 10),
+        ("a_rather_long_variable_name", STT_OBJECT, 20, 0x2010, 8),
+    ];
+    let data = elf(syms, 5, Some(b"\x01\x02"), None);
+    let t = Elf::parse(&data).unwrap().symtab().unwrap().unwrap();
+    let qs = [
+        q(Some("getaddrinfo.c"), "lock"),
+        q(None, "a_rather_long_variable_name"),
+        q(None, "a_rather_long_variable_nam"),
+    ];
+    let r = t.lookup_data(&qs, true);
+    assert!(matches!(&r[0], Found::One(h) if h.value == 0x2000), "{r:?}");
+    assert!(matches!(&r[1], Found::One(h) if h.value == 0x2010), "{r:?}");
+    assert_eq!(r[2], Found::Missing);
+    // Exact names only, every kind: `lock` is the function.
+    let r = t.lookup(&[q(None, "lock")]);
+    assert!(
+        matches!(&r[0], Found::One(h) if h.kind == SymKind::Func),
+        "{r:?}"
+    );
+    // Variables only: no `lock` variable without the number.
+    assert_eq!(t.lookup_data(&[q(None, "lock")], false)[0], Found::Missing);
+}

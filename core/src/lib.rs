@@ -8,6 +8,7 @@
 pub mod debugfile;
 pub mod error;
 pub mod glob;
+pub mod libc_locks;
 pub mod load;
 pub mod plan;
 pub mod raw;

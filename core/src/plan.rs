@@ -5,8 +5,8 @@
 use crate::error::ConfigError;
 use crate::raw::*;
 pub use crate::raw::{
-    FdActionKind, FdKind, LockKind, LockStrategy, LogFormat, OnError, OnTimeout, OpenFlag, Phase,
-    VforkPolicy,
+    FdActionKind, FdKind, LibcLocks, LockKind, LockStrategy, LogFormat, OnError, OnTimeout,
+    OpenFlag, Phase, VforkPolicy,
 };
 use std::net::IpAddr;
 use std::ops::Range;
@@ -39,6 +39,8 @@ pub struct Settings {
     pub vfork: VforkPolicy,
     pub lock_timeout_ms: u32,
     pub handshake_timeout_ms: u32,
+    /// SPEC 8.3: guard glibc's internal locks with this strategy.
+    pub libc_locks: LibcLocks,
 }
 
 impl Default for Settings {
@@ -51,6 +53,7 @@ impl Default for Settings {
             vfork: VforkPolicy::Passthrough,
             lock_timeout_ms: 100,
             handshake_timeout_ms: 0,
+            libc_locks: LibcLocks::Off,
         }
     }
 }
@@ -114,10 +117,13 @@ impl ActionKind {
     }
 }
 
-/// `name` (searched in every loaded object) or `libfoo.so.1:name`.
+/// `name` (searched in every loaded object), `libfoo.so.1:name`, or
+/// `libfoo.so.1:file.c:name` (a static defined in that source file, SPEC 8.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SymbolRef {
     pub lib: Option<String>,
+    /// The source file (`STT_FILE`) that defines the symbol; only with `lib`.
+    pub file: Option<String>,
     pub name: String,
     pub optional: bool,
     /// Where the symbol string is, for "unknown symbol" errors found later.
@@ -126,9 +132,10 @@ pub struct SymbolRef {
 
 impl std::fmt::Display for SymbolRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.lib {
-            Some(lib) => write!(f, "{lib}:{}", self.name),
-            None => f.write_str(&self.name),
+        match (&self.lib, &self.file) {
+            (Some(lib), Some(file)) => write!(f, "{lib}:{file}:{}", self.name),
+            (Some(lib), None) => write!(f, "{lib}:{}", self.name),
+            _ => f.write_str(&self.name),
         }
     }
 }
@@ -140,6 +147,16 @@ pub struct LockSpec {
     pub strategy: LockStrategy,
     pub timeout_ms: u32,
     pub on_timeout: OnTimeout,
+    /// Bytes from the symbol's start to the lock (SPEC 8.1); checked
+    /// against the symbol's size when it resolves.
+    pub offset: Option<Offset>,
+}
+
+/// `offset = N` and where it was written (for errors found at resolution).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offset {
+    pub bytes: u64,
+    pub loc: Loc,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -151,6 +168,10 @@ pub struct CallSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ZeroSpec {
     pub symbol: SymbolRef,
+    /// `offset` and `size`: zero `size` bytes from `offset` instead of the
+    /// whole object (SPEC 8.1). `size` without `offset` starts at 0.
+    pub offset: Option<Offset>,
+    pub size: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -355,7 +376,9 @@ impl Plan {
 
     /// Nothing to do at any fork.
     pub fn is_empty(&self) -> bool {
-        self.actions.is_empty() && self.child.as_ref().is_none_or(|c| c.is_empty())
+        self.actions.is_empty()
+            && self.child.as_ref().is_none_or(|c| c.is_empty())
+            && self.settings.libc_locks == LibcLocks::Off
     }
 }
 
@@ -442,6 +465,7 @@ fn settings(cx: &Ctx, s: RawSettings) -> Result<Settings, ConfigError> {
     if let Some(t) = s.handshake_timeout_ms {
         out.handshake_timeout_ms = millis(cx, &t)?;
     }
+    out.libc_locks = s.libc_locks.unwrap_or_default();
     Ok(out)
 }
 
@@ -475,15 +499,23 @@ fn programs(cx: &Ctx, p: Spanned<Vec<Spanned<String>>>) -> Result<Vec<String>, C
 fn symbol(cx: &Ctx, s: &Spanned<String>, optional: bool) -> Result<SymbolRef, ConfigError> {
     let text = s.get_ref();
     let bad = |m: &str| cx.err(s.span(), format!("{m}: {text:?}"));
-    let (lib, name) = match text.rsplit_once(':') {
-        Some((lib, name)) => {
-            if lib.is_empty() {
-                return Err(bad("empty library name before ':'"));
-            }
-            (Some(lib.to_string()), name)
+    let parts: Vec<&str> = text.split(':').collect();
+    let (lib, file, name) = match parts.as_slice() {
+        [name] => (None, None, *name),
+        [lib, name] => (Some(*lib), None, *name),
+        [lib, file, name] => (Some(*lib), Some(*file), *name),
+        _ => {
+            return Err(bad(
+                "expected \"name\", \"OBJECT:name\" or \"OBJECT:FILE:NAME\"",
+            ))
         }
-        None => (None, text.as_str()),
     };
+    if lib.is_some_and(str::is_empty) {
+        return Err(bad("empty library name before ':'"));
+    }
+    if file.is_some_and(|f| f.is_empty() || f.contains('\0')) {
+        return Err(bad("empty source file name in OBJECT:FILE:NAME"));
+    }
     let ok = !name.is_empty()
         && name
             .bytes()
@@ -493,11 +525,26 @@ fn symbol(cx: &Ctx, s: &Spanned<String>, optional: bool) -> Result<SymbolRef, Co
         return Err(bad("not a symbol name"));
     }
     Ok(SymbolRef {
-        lib,
+        lib: lib.map(str::to_string),
+        file: file.map(str::to_string),
         name: name.to_string(),
         optional,
         loc: cx.loc(s.span()),
     })
+}
+
+/// `offset = N` / `size = N`: a byte count, 0 up to 2^31.
+fn bytes(cx: &Ctx, v: &Spanned<i64>, key: &str) -> Result<Offset, ConfigError> {
+    match u64::try_from(*v.get_ref()) {
+        Ok(n) if n <= 1 << 31 => Ok(Offset {
+            bytes: n,
+            loc: cx.loc(v.span()),
+        }),
+        _ => Err(cx.err(
+            v.span(),
+            format!("{key} must be between 0 and 2147483648 bytes"),
+        )),
+    }
 }
 
 fn narrow(cx: &Ctx, p: Option<Spanned<Vec<Spanned<String>>>>) -> Result<Vec<String>, ConfigError> {
@@ -518,6 +565,11 @@ fn lock(cx: &Ctx, settings: &Settings, l: Spanned<RawLock>) -> Result<Action, Co
             strategy: l.strategy,
             timeout_ms,
             on_timeout: l.on_timeout,
+            offset: l
+                .offset
+                .as_ref()
+                .map(|o| bytes(cx, o, "offset"))
+                .transpose()?,
         }),
         programs: narrow(cx, l.programs)?,
         loc,
@@ -540,9 +592,29 @@ fn call(cx: &Ctx, c: Spanned<RawCall>) -> Result<Action, ConfigError> {
 fn zero(cx: &Ctx, z: Spanned<RawZero>) -> Result<Action, ConfigError> {
     let loc = cx.loc(z.span());
     let z = z.into_inner();
+    let offset = z
+        .offset
+        .as_ref()
+        .map(|o| bytes(cx, o, "offset"))
+        .transpose()?;
+    let size = match (&z.size, &z.offset) {
+        (Some(n), _) if *n.get_ref() == 0 => {
+            return Err(cx.err(n.span(), "size must be at least 1 byte"))
+        }
+        (Some(n), _) => Some(bytes(cx, n, "size")?.bytes),
+        (None, Some(o)) => {
+            return Err(cx.err(
+                o.span(),
+                "[[zero]] with offset needs size = N (how many bytes to zero from there)",
+            ))
+        }
+        (None, None) => None,
+    };
     Ok(Action {
         kind: ActionKind::Zero(ZeroSpec {
             symbol: symbol(cx, &z.symbol, z.optional)?,
+            offset,
+            size,
         }),
         programs: narrow(cx, z.programs)?,
         loc,

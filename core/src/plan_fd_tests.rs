@@ -324,3 +324,29 @@ fn fd_examples_in_config_are_valid() {
         assert_eq!(fds, n, "{name}");
     }
 }
+
+#[test]
+fn symbols_with_source_file_and_offsets() {
+    let p = Plan::parse(
+        "f",
+        "version = 1\n[settings]\nlibc_locks = \"acquire\"\n[[lock]]\nsymbol = \"libc.so.6:random.c:lock\"\ntype = \"futex\"\noffset = 0\n[[zero]]\nsymbol = \"g_obj\"\noffset = 8\nsize = 4\n",
+    )
+    .unwrap();
+    assert_eq!(p.settings.libc_locks, crate::plan::LibcLocks::Acquire);
+    assert!(!p.is_empty(), "libc_locks alone is something to do");
+    let ActionKind::Lock(l) = &p.actions[0].kind else {
+        panic!()
+    };
+    assert_eq!(l.symbol.lib.as_deref(), Some("libc.so.6"));
+    assert_eq!(l.symbol.file.as_deref(), Some("random.c"));
+    assert_eq!(l.symbol.name, "lock");
+    assert_eq!(l.symbol.to_string(), "libc.so.6:random.c:lock");
+    assert_eq!(l.kind, crate::plan::LockKind::Futex);
+    assert_eq!(l.offset.map(|o| (o.bytes, o.loc.line)), Some((0, 7)));
+    let ActionKind::Zero(z) = &p.actions[1].kind else {
+        panic!()
+    };
+    assert_eq!((z.offset.map(|o| o.bytes), z.size), (Some(8), Some(4)));
+    let off = Plan::parse("f", "version = 1\n[settings]\nlibc_locks = \"off\"\n").unwrap();
+    assert!(off.is_empty());
+}

@@ -35,6 +35,17 @@ pub struct RawSettings {
     pub vfork: Option<VforkPolicy>,
     pub lock_timeout_ms: Option<Spanned<i64>>,
     pub handshake_timeout_ms: Option<Spanned<i64>>,
+    pub libc_locks: Option<LibcLocks>,
+}
+
+/// `[settings] libc_locks` (SPEC 8.3): glibc's own internal locks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LibcLocks {
+    #[default]
+    Off,
+    Reinit,
+    Acquire,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -74,6 +85,7 @@ pub struct RawLock {
     pub on_timeout: OnTimeout,
     #[serde(default)]
     pub optional: bool,
+    pub offset: Option<Spanned<i64>>,
     pub programs: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
@@ -85,6 +97,13 @@ pub enum LockKind {
     Spinlock,
     Semaphore,
     Stdio,
+    /// A 32-bit futex word (SPEC 8.2): glibc's `__libc_lock_t`, GLib's `GMutex`.
+    Futex,
+    /// glibc's `__libc_lock_recursive_t` / `_IO_lock_t` (a futex word, a
+    /// count and the owner's thread pointer). Built-in profile only
+    /// (`libc_locks`): not a value a config may write.
+    #[serde(skip)]
+    FutexRecursive,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -230,6 +249,8 @@ pub struct RawZero {
     pub symbol: Spanned<String>,
     #[serde(default)]
     pub optional: bool,
+    pub offset: Option<Spanned<i64>>,
+    pub size: Option<Spanned<i64>>,
     pub programs: Option<Spanned<Vec<Spanned<String>>>>,
 }
 

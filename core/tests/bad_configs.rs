@@ -6,6 +6,34 @@ use forkguard_core::Plan;
 
 /// (config text, expected "LINE:COL: message start")
 const CORPUS: &[(&str, &str)] = &[
+    (
+        "version = 1\n[settings]\nlibc_locks = \"always\"\n",
+        "3:14: unknown variant `always`",
+    ),
+    (
+        "version = 1\n[[zero]]\nsymbol = \"g\"\noffset = 8\n",
+        "4:10: [[zero]] with offset needs size",
+    ),
+    (
+        "version = 1\n[[zero]]\nsymbol = \"g\"\noffset = 8\nsize = 0\n",
+        "5:8: size must be at least 1",
+    ),
+    (
+        "version = 1\n[[lock]]\nsymbol = \"g\"\ntype = \"futex\"\noffset = -4\n",
+        "5:10: offset must be between",
+    ),
+    (
+        "version = 1\n[[lock]]\nsymbol = \"libc.so.6::lock\"\ntype = \"futex\"\n",
+        "3:10: empty source file name",
+    ),
+    (
+        "version = 1\n[[lock]]\nsymbol = \"a:b:c:d\"\ntype = \"futex\"\n",
+        "3:10: expected \"name\"",
+    ),
+    (
+        "version = 1\n[[lock]]\nsymbol = \"g\"\ntype = \"futexrecursive\"\n",
+        "4:8: unknown variant `futexrecursive`",
+    ),
     ("", "1:1: missing field `version`"),
     ("version = 2\n", "1:11: unsupported version"),
     ("version = \"1\"\n", "1:11: invalid type"),
@@ -79,8 +107,8 @@ const CORPUS: &[(&str, &str)] = &[
         "3:15: invalid type",
     ),
     (
-        "version = 1\n[[lock]]\nsymbol = \"l\"\ntype = \"futex\"\n",
-        "4:8: unknown variant `futex`",
+        "version = 1\n[[lock]]\nsymbol = \"l\"\ntype = \"ticket\"\n",
+        "4:8: unknown variant `ticket`",
     ),
     (
         "version = 1\n[[lock]]\nsymbol = \"l\"\ntype = \"mutex\"\nstrategy = \"pray\"\n",

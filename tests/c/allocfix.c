@@ -32,6 +32,7 @@ void fgt_child_strdup(void)
 long fgt_zero_me[4] = {1, 2, 3, 4};
 pthread_mutex_t fgt_lock = PTHREAD_MUTEX_INITIALIZER;
 pthread_mutex_t fgt_lock2 = PTHREAD_MUTEX_INITIALIZER;
+int fgt_futex; /* a futex word: type = "futex" */
 
 static int idle_pipe[2];
 

@@ -59,6 +59,7 @@ pthread_mutex_t torture_lock = PTHREAD_MUTEX_INITIALIZER;
 pthread_rwlock_t torture_rwlock = PTHREAD_RWLOCK_INITIALIZER;
 sem_t torture_sem;
 long torture_zero[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+int torture_futex; /* a futex word: type = "futex" */
 
 static volatile long n_prepare, n_parent, n_child;
 /* Counted atomically: the sigalrm mode's handler forks concurrently with main. */
