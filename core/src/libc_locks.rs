@@ -234,6 +234,11 @@ pub const LOCKS: &[Lock] = &[
     libc(Some("fmtmsg.c"), "lock", Kind::Futex, "fmtmsg"),
 ];
 
+/// Most locks the profile may list: the per-thread record of one fork is a
+/// fixed array of this many bytes.
+pub const MAX: usize = 48;
+const _: () = assert!(LOCKS.len() <= MAX);
+
 /// The package that ships the C library's debug symbols, for messages.
 pub const DEBUG_PACKAGE: &str = "libc6-dbg";
 

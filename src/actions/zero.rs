@@ -12,12 +12,22 @@ use forkguard_core::plan::{Loc, ZeroSpec};
 
 pub struct ZeroAction {
     pub sym: Sym,
+    /// `offset` and `size` (SPEC 8.1): zero `[offset, offset + size)` of
+    /// the object; `size` 0 = the whole object from `offset`.
+    offset: usize,
+    size: usize,
 }
 
 pub fn build(spec: &ZeroSpec, generation: u64) -> Result<ZeroAction, (Loc, String)> {
     let sym = Sym::new(&spec.symbol);
     let loc = spec.symbol.loc;
+    let offset = spec.offset.map_or(0, |o| o.bytes as usize);
+    let size = spec.size.unwrap_or(0) as usize;
     if sym.resolve_for_action(generation).map_err(|m| (loc, m))? {
+        if spec.offset.is_some() || size != 0 {
+            let at = spec.offset.map_or(loc, |o| o.loc);
+            crate::actions::lock::within(&sym, offset, size).map_err(|m| (at, m))?;
+        }
         if sym.size() == 0 {
             return Err((
                 loc,
@@ -37,25 +47,32 @@ pub fn build(spec: &ZeroSpec, generation: u64) -> Result<ZeroAction, (Loc, Strin
             ));
         }
     }
-    Ok(ZeroAction { sym })
+    Ok(ZeroAction { sym, offset, size })
 }
 
 /// Child: zero the object. Async-signal-safe (a store loop, no call).
 #[link_section = ".text.fg_hot"]
 pub fn child(z: &ZeroAction, i: usize, t: &mut Tally) {
     let addr = z.sym.addr();
-    let size = z.sym.size();
-    if addr == 0 || size == 0 || !z.sym.writable() {
+    let whole = z.sym.size();
+    // A library loaded later is checked here: the range must fit.
+    let fits = z.offset.saturating_add(z.size) <= whole;
+    if addr == 0 || whole == 0 || !fits || !z.sym.writable() {
         // An `optional` symbol that is missing is skipped silently.
         if addr != 0 || !z.sym.spec.optional {
             t.fail(i as u16, -1, ERR_UNRESOLVED);
         }
         return;
     }
-    let p = addr as *mut u8;
+    let p = addr.wrapping_add(z.offset) as *mut u8;
+    let size = if z.size == 0 {
+        whole - z.offset
+    } else {
+        z.size
+    };
     for k in 0..size {
-        // SAFETY: [addr, addr + size) is the object the symbol table
-        // describes, in writable memory of a loaded object (checked when
+        // SAFETY: [p, p + size) lies in the object the symbol table
+        // describes (`fits`), in writable memory of a loaded object (checked when
         // resolved). Volatile: the compiler must neither drop the stores nor
         // turn them into a memset call.
         unsafe { p.wrapping_add(k).write_volatile(0) };

@@ -73,6 +73,9 @@ pub fn check_symbols(plan: &Plan) -> ! {
             }
         }
     }
+    out.push_str(&crate::actions::lock::libc_locks::check_report(
+        &plan.settings,
+    ));
     let (compared, differ) = crate::os::lazy::verify();
     for d in &differ {
         out.push_str(&format!("forkguard-check: libc binding differs: {d}\n"));

@@ -57,7 +57,15 @@ pub fn init() {
         return;
     }
     match build::build(&plan, &program, opts.log.clone(), opts.json) {
-        Ok(rt) => install(rt, opts.audit),
+        Ok(rt) => {
+            // First of forkguard's fork handlers (see `libc_locks`), and
+            // only once the whole config was accepted.
+            crate::actions::lock::libc_locks::install(
+                &plan.settings,
+                !env::secure_mode() && !opts.plan_cache_off,
+            );
+            install(rt, opts.audit)
+        }
         Err(mut e) => {
             if !loaded.may_show {
                 e.msg = "invalid config (details hidden: you cannot read this file)".into();

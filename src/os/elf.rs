@@ -10,9 +10,10 @@
 //! used. Writing a lock or zeroing an object at an address taken from the
 //! wrong file would corrupt memory.
 
+use forkguard_core::debugfile;
 use object::elf::{PF_W, PT_GNU_RELRO, PT_LOAD, PT_NOTE};
 use object::read::elf::ElfFile64;
-use object::{Endianness, Object, ObjectSegment, ObjectSymbol, SymbolKind};
+use object::{Endianness, Object, ObjectSegment};
 use std::ffi::CStr;
 
 /// One loaded object, as `dl_iterate_phdr` describes it.
@@ -41,6 +42,11 @@ impl Loaded {
             // the object in memory (`same_object`).
             &self.name
         }
+    }
+
+    /// The GNU build-id of the image in memory, if it has one.
+    pub fn build_id(&self) -> Option<&[u8]> {
+        self.build_id.as_deref()
     }
 
     /// `[addr, addr + size)` lies in one of this object's segments.
@@ -180,6 +186,12 @@ impl Mapped {
     }
 }
 
+impl AsRef<[u8]> for Mapped {
+    fn as_ref(&self) -> &[u8] {
+        self.bytes()
+    }
+}
+
 impl Drop for Mapped {
     fn drop(&mut self) {
         // SAFETY: the mapping was made in `open` and nothing borrows it now.
@@ -195,59 +207,164 @@ pub struct StaticHit {
 
 /// Why the static symbol table gave no answer.
 pub enum StaticMiss {
-    /// No usable symbol table, or no such name in it.
-    NotFound,
+    /// No usable symbol table, or no such name in it; the note says why a
+    /// debug file that exists was not used (another build-id, corrupt).
+    NotFound(Option<String>),
     /// Found, but it cannot be used; the message says why.
     Unusable(String),
 }
 
-/// Look `name` up in the `.symtab` of the file `obj` was loaded from.
-pub fn find_static(obj: &Loaded, name: &str) -> Result<StaticHit, StaticMiss> {
-    let map = Mapped::open(obj.path()).ok_or(StaticMiss::NotFound)?;
-    let file = ElfFile64::<Endianness>::parse(map.bytes()).map_err(|_| StaticMiss::NotFound)?;
-    if !same_object(obj, &file) {
-        return Err(StaticMiss::NotFound);
+/// How far [`find_static_many`] looks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// The object's own `.symtab` only.
+    Symtab,
+    /// Its `.symtab`, then its separate debug file (SPEC 8.1).
+    DebugFile,
+}
+
+/// What the separate debug file of an object gave.
+pub struct Tables {
+    /// One answer per query.
+    pub found: Vec<debugfile::Found>,
+    /// The debug file used, if any.
+    pub debug_file: Option<String>,
+    /// Debug files that exist but were refused, with the reason.
+    pub refused: Vec<(String, String)>,
+}
+
+/// Look `name` (defined in the source file `file`, if given) up in the
+/// `.symtab` of the file `obj` was loaded from, then in its debug file.
+pub fn find_static(
+    obj: &Loaded,
+    name: &str,
+    file: Option<&str>,
+    depth: Depth,
+) -> Result<StaticHit, StaticMiss> {
+    let q = [debugfile::Query { file, name }];
+    let t = find_static_many(obj, &q, depth, false, false).map_err(StaticMiss::NotFound)?;
+    let note = || {
+        t.refused
+            .first()
+            .map(|(p, why)| format!("debug file {p} not used: {why}"))
+    };
+    let shown = shown(obj);
+    let spelled = match file {
+        Some(f) => format!("{f}:{name}"),
+        None => name.to_string(),
+    };
+    match t.found.into_iter().next() {
+        Some(debugfile::Found::One(h)) => hit(obj, &h, &spelled),
+        Some(debugfile::Found::Ambiguous(files)) => Err(StaticMiss::Unusable(format!(
+            "{} static symbols named {name} in {shown}: ambiguous; name one as \"{}:FILE:{name}\" (FILE: {})",
+            files.len(),
+            lib_name(obj),
+            files.join(", ")
+        ))),
+        _ => Err(StaticMiss::NotFound(note())),
     }
-    if file.symbol_table().is_none() {
-        return Err(StaticMiss::NotFound);
+}
+
+/// A found symbol, as a usable address in `obj`.
+pub fn hit(obj: &Loaded, h: &debugfile::SymHit, spelled: &str) -> Result<StaticHit, StaticMiss> {
+    let shown = shown(obj);
+    if h.kind == debugfile::SymKind::Tls {
+        return Err(StaticMiss::Unusable(format!(
+            "{spelled} in {shown} is thread-local: not supported"
+        )));
     }
-    let shown = if obj.name.is_empty() {
+    let addr = obj.bias.wrapping_add(h.value as usize);
+    let size = h.size as usize;
+    if !obj.contains(addr, size) {
+        return Err(StaticMiss::Unusable(format!(
+            "{spelled} in {shown} is not in a loaded segment"
+        )));
+    }
+    Ok(StaticHit { addr, size })
+}
+
+fn shown(obj: &Loaded) -> &str {
+    if obj.name.is_empty() {
         "the program"
     } else {
         obj.name.as_str()
+    }
+}
+
+/// How a config names the object: its file name (`libc.so.6`).
+fn lib_name(obj: &Loaded) -> &str {
+    obj.name.rsplit('/').next().unwrap_or("PROGRAM")
+}
+
+/// Look several names up at once: in the object's `.symtab` (one pass),
+/// and, for `Depth::DebugFile`, the ones still missing in its separate
+/// debug file (one pass). `debug_only` skips the object's own table (the
+/// C library is stripped); `numbered` looks for variables only and also
+/// takes a function-local static `NAME.N` for `NAME` (see
+/// `Symtab::lookup_data`). `Err` when the object's file cannot be read or
+/// is not the one loaded.
+pub fn find_static_many(
+    obj: &Loaded,
+    queries: &[debugfile::Query],
+    depth: Depth,
+    debug_only: bool,
+    numbered: bool,
+) -> Result<Tables, Option<String>> {
+    let look = |t: &debugfile::Symtab, q: &[debugfile::Query]| {
+        if numbered {
+            t.lookup_data(q, true)
+        } else {
+            t.lookup(q)
+        }
     };
-    let mut hits: Vec<(u64, u64)> = Vec::new();
-    for sym in file.symbols() {
-        if sym.name_bytes().ok() != Some(name.as_bytes()) || !sym.is_definition() {
-            continue;
-        }
-        if sym.kind() == SymbolKind::Tls {
-            return Err(StaticMiss::Unusable(format!(
-                "{name} in {shown} is thread-local: not supported"
-            )));
-        }
-        if sym.section_index().is_none() {
-            continue;
-        }
-        if !hits.iter().any(|&(a, _)| a == sym.address()) {
-            hits.push((sym.address(), sym.size()));
+    let map = Mapped::open(obj.path()).ok_or(None)?;
+    let file = ElfFile64::<Endianness>::parse(map.bytes()).map_err(|_| None)?;
+    if !same_object(obj, &file) {
+        return Err(None);
+    }
+    let mut out = Tables {
+        found: vec![debugfile::Found::Missing; queries.len()],
+        debug_file: None,
+        refused: Vec::new(),
+    };
+    let elf = debugfile::Elf::parse(map.bytes()).map_err(|_| None)?;
+    if !debug_only {
+        if let Ok(Some(t)) = elf.symtab() {
+            out.found = look(&t, queries);
         }
     }
-    match hits.as_slice() {
-        [] => Err(StaticMiss::NotFound),
-        [(a, s)] => {
-            let addr = obj.bias.wrapping_add(*a as usize);
-            let size = *s as usize;
-            if !obj.contains(addr, size) {
-                return Err(StaticMiss::Unusable(format!("{name} in {shown} is not in a loaded segment")));
+    if depth == Depth::Symtab || out.found.iter().all(|f| *f != debugfile::Found::Missing) {
+        return Ok(out);
+    }
+    let wanted = debugfile::Wanted {
+        build_id: obj.build_id.as_deref(),
+        debuglink: elf.debuglink(),
+    };
+    let real = std::fs::canonicalize(obj.path())
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| obj.path().to_string());
+    match debugfile::locate(&real, wanted, Mapped::open) {
+        debugfile::Located::Found { path, data } => {
+            let dbg = debugfile::Elf::parse(data.bytes()).map_err(|_| None)?;
+            if let Ok(Some(t)) = dbg.symtab() {
+                let missing: Vec<usize> = (0..queries.len())
+                    .filter(|&i| out.found.get(i) == Some(&debugfile::Found::Missing))
+                    .collect();
+                let qs: Vec<debugfile::Query> = missing
+                    .iter()
+                    .filter_map(|&i| queries.get(i).copied())
+                    .collect();
+                for (i, f) in missing.into_iter().zip(look(&t, &qs)) {
+                    if let Some(slot) = out.found.get_mut(i) {
+                        *slot = f;
+                    }
+                }
             }
-            Ok(StaticHit { addr, size })
+            out.debug_file = Some(path);
         }
-        many => Err(StaticMiss::Unusable(format!(
-            "{} static symbols named {name} in {shown}: ambiguous (give the variable a unique name)",
-            many.len()
-        ))),
+        debugfile::Located::NotFound { rejected } => out.refused = rejected,
     }
+    Ok(out)
 }
 
 /// The file is the one the object was loaded from: same build-id when both

@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 pub struct Sym {
     pub spec: SymbolRef,
     lib: Option<CString>,
+    /// `OBJECT:FILE:NAME`: the source file that defines the static.
+    file: Option<String>,
     name: CString,
     addr: AtomicUsize,
     /// Size from the symbol table; 0 when it does not say.
@@ -38,6 +40,9 @@ pub enum Missing {
     LibNotLoaded,
     /// The name is not defined where it was looked for.
     NoSuchSymbol,
+    /// Not defined, and the note says why a separate debug file that
+    /// exists was not used (another build-id, corrupt, truncated).
+    NotInDebugFile(String),
     /// Found, but not usable (ambiguous, thread-local, ...): the message says why.
     Unusable(String),
 }
@@ -56,6 +61,7 @@ impl Sym {
         Sym {
             spec: spec.clone(),
             lib: spec.lib.as_deref().map(cstr),
+            file: spec.file.clone(),
             name: cstr(&spec.name),
             addr: AtomicUsize::new(0),
             size: AtomicUsize::new(0),
@@ -96,12 +102,20 @@ impl Sym {
                 "unknown symbol {:?} (set optional = true if it may be missing)",
                 self.spec.to_string()
             )),
+            Err(Missing::NotInDebugFile(note)) if self.spec.optional => {
+                let _ = note;
+                Ok(false)
+            }
+            Err(Missing::NotInDebugFile(note)) => Err(format!(
+                "unknown symbol {:?}: {note}",
+                self.spec.to_string()
+            )),
             Err(Missing::Unusable(m)) => Err(m),
         }
     }
 
     pub fn resolve(&self, generation: u64) -> Result<usize, Missing> {
-        let found = lookup(self.lib.as_deref(), &self.name);
+        let found = lookup(self.lib.as_deref(), self.file.as_deref(), &self.name);
         let hit = found.as_ref().ok().copied().unwrap_or(Hit {
             addr: 0,
             size: 0,
@@ -130,9 +144,13 @@ impl Sym {
     }
 }
 
-fn lookup(lib: Option<&CStr>, name: &CStr) -> Result<Hit, Missing> {
+fn lookup(lib: Option<&CStr>, file: Option<&str>, name: &CStr) -> Result<Hit, Missing> {
     let objs = elf::loaded();
     let name_s = name.to_string_lossy();
+    let miss = |note: Option<String>| match note {
+        Some(n) => Missing::NotInDebugFile(n),
+        None => Missing::NoSuchSymbol,
+    };
     match lib {
         None => {
             // SAFETY: name is NUL-terminated; RTLD_DEFAULT is a valid handle.
@@ -140,14 +158,20 @@ fn lookup(lib: Option<&CStr>, name: &CStr) -> Result<Hit, Missing> {
             if p != 0 {
                 return Ok(dynamic_hit(&objs, p, name));
             }
-            for obj in &objs {
-                match elf::find_static(obj, &name_s) {
-                    Ok(h) => return Ok(static_hit(obj, h)),
-                    Err(elf::StaticMiss::Unusable(m)) => return Err(Missing::Unusable(m)),
-                    Err(elf::StaticMiss::NotFound) => {}
+            // Every object's own table first; debug files (SPEC 8.1) only
+            // for a name no table has, so a config whose symbols resolve
+            // never opens one.
+            let mut note = None;
+            for depth in [elf::Depth::Symtab, elf::Depth::DebugFile] {
+                for obj in &objs {
+                    match elf::find_static(obj, &name_s, None, depth) {
+                        Ok(h) => return Ok(static_hit(obj, h)),
+                        Err(elf::StaticMiss::Unusable(m)) => return Err(Missing::Unusable(m)),
+                        Err(elf::StaticMiss::NotFound(n)) => note = note.or(n),
+                    }
                 }
             }
-            Err(Missing::NoSuchSymbol)
+            Err(miss(note))
         }
         Some(lib) => {
             let lib_s = lib.to_string_lossy();
@@ -161,7 +185,8 @@ fn lookup(lib: Option<&CStr>, name: &CStr) -> Result<Hit, Missing> {
             else {
                 return Err(Missing::LibNotLoaded);
             };
-            if let Some(p) = dynamic_in(obj, name) {
+            // A static named by its source file is never a dynamic symbol.
+            if let Some(p) = dynamic_in(obj, name).filter(|_| file.is_none()) {
                 // A variable the program copied (a copy relocation) is used
                 // at the program's address, not at the library's.
                 // SAFETY: name is NUL-terminated; RTLD_DEFAULT is a valid handle.
@@ -173,10 +198,10 @@ fn lookup(lib: Option<&CStr>, name: &CStr) -> Result<Hit, Missing> {
                     && sym_size(q, name) == sym_size(p, name);
                 return Ok(dynamic_hit(&objs, if copied { q } else { p }, name));
             }
-            match elf::find_static(obj, &name_s) {
+            match elf::find_static(obj, &name_s, file, elf::Depth::DebugFile) {
                 Ok(h) => Ok(static_hit(obj, h)),
                 Err(elf::StaticMiss::Unusable(m)) => Err(Missing::Unusable(m)),
-                Err(elf::StaticMiss::NotFound) => Err(Missing::NoSuchSymbol),
+                Err(elf::StaticMiss::NotFound(note)) => Err(miss(note)),
             }
         }
     }

@@ -544,3 +544,42 @@ pub fn errno_name(e: c_int) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+/// `FUTEX_WAIT_PRIVATE`: sleep while the word at `addr` is `val`, at most
+/// `ns` nanoseconds (woken, timed out, interrupted or the value differed:
+/// the caller looks again). Parent side only (forkguard never waits in the
+/// child).
+///
+/// # Safety
+/// `addr` is a 4-byte aligned word of this process.
+pub unsafe fn futex_wait(addr: usize, val: i32, ns: u64) {
+    let ts = libc::timespec {
+        tv_sec: (ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (ns % 1_000_000_000) as c_long,
+    };
+    const WAIT_PRIVATE: usize = (libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG) as usize;
+    // SAFETY: per the contract; ts lives across the call.
+    unsafe {
+        syscall(
+            libc::SYS_futex,
+            [
+                addr,
+                WAIT_PRIVATE,
+                val as u32 as usize,
+                &ts as *const _ as usize,
+                0,
+                0,
+            ],
+        )
+    };
+}
+
+/// `FUTEX_WAKE_PRIVATE` of one waiter on the word at `addr`.
+///
+/// # Safety
+/// `addr` is a 4-byte aligned word of this process.
+pub unsafe fn futex_wake(addr: usize) {
+    const WAKE_PRIVATE: usize = (libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG) as usize;
+    // SAFETY: per the contract.
+    unsafe { syscall(libc::SYS_futex, [addr, WAKE_PRIVATE, 1, 0, 0, 0]) };
+}

@@ -27,6 +27,9 @@ pub struct ThreadState {
     /// The fallback path's state, kept from the prepare handler to the
     /// parent/child handler.
     pub fallback: UnsafeCell<crate::phases::state::ForkState>,
+    /// What the `libc_locks` prepare handler did to each lock of the
+    /// profile, for the parent and child handlers of the same fork.
+    pub libc_locks: UnsafeCell<[u8; forkguard_core::libc_locks::MAX]>,
 }
 
 thread_local! {
@@ -35,6 +38,7 @@ thread_local! {
             mode: Cell::new(0),
             skip: Cell::new(0),
             fallback: UnsafeCell::new(crate::phases::state::ForkState::new()),
+            libc_locks: UnsafeCell::new([0; forkguard_core::libc_locks::MAX]),
         }
     };
 }

@@ -34,6 +34,8 @@
 //! no panic (`clippy` denies indexing and unwrapping below).
 
 use crate::actions::{Tally, ERR_TIMEOUT, ERR_UNRESOLVED};
+mod futex;
+pub mod libc_locks;
 mod mutex;
 mod rwlock;
 mod semaphore;
@@ -49,6 +51,7 @@ use crate::os::sys;
 use forkguard_core::plan::{Loc, LockKind, LockSpec, LockStrategy, OnTimeout, MAX_ACTIONS};
 use libc::c_int;
 
+
 pub struct LockAction {
     pub sym: Sym,
     pub spec: LockSpec,
@@ -56,6 +59,8 @@ pub struct LockAction {
     /// (alignment): worked out once, checked at every fork.
     need: usize,
     misalign: usize,
+    /// `offset = N`: the lock is this many bytes into the symbol.
+    offset: usize,
     /// The child's work for this lock type, chosen at load: a `match` on
     /// the type after the fork compiles to a jump table in `.rodata`, one
     /// more page each child would fault in.
@@ -89,12 +94,14 @@ fn needed(kind: LockKind) -> usize {
         LockKind::Spinlock => 4,
         LockKind::Semaphore => SEM_SIZE,
         LockKind::Stdio => core::mem::size_of::<*mut libc::FILE>(),
+        LockKind::Futex => futex::FUTEX_SIZE,
+        LockKind::FutexRecursive => futex::RECURSIVE_SIZE,
     }
 }
 
 /// Alignment the lock type needs.
 fn align(kind: LockKind) -> usize {
-    if kind == LockKind::Spinlock {
+    if matches!(kind, LockKind::Spinlock | LockKind::Futex) {
         4
     } else {
         8
@@ -108,6 +115,8 @@ fn type_name(kind: LockKind) -> &'static str {
         LockKind::Spinlock => "pthread_spinlock_t",
         LockKind::Semaphore => "sem_t",
         LockKind::Stdio => "FILE *",
+        LockKind::Futex => "futex word",
+        LockKind::FutexRecursive => "recursive glibc lock",
     }
 }
 
@@ -116,37 +125,44 @@ fn type_name(kind: LockKind) -> &'static str {
 pub fn build(spec: &LockSpec, generation: u64) -> Result<LockAction, (Loc, String)> {
     let sym = Sym::new(&spec.symbol);
     let loc = spec.symbol.loc;
+    let offset = spec.offset.map_or(0, |o| o.bytes as usize);
     if sym.resolve_for_action(generation).map_err(|m| (loc, m))? {
-        check(&sym, spec.kind).map_err(|m| (loc, m))?;
+        if let Some(o) = spec.offset {
+            within(&sym, o.bytes as usize, needed(spec.kind)).map_err(|m| (o.loc, m))?;
+        }
+        check(&sym, spec.kind, offset).map_err(|m| (loc, m))?;
     }
     Ok(LockAction {
         sym,
         spec: spec.clone(),
         need: needed(spec.kind),
         misalign: align(spec.kind) - 1,
+        offset,
         child: match spec.kind {
             LockKind::Mutex => mutex_child,
             LockKind::Rwlock => rwlock_child,
             LockKind::Spinlock => spin_child,
             LockKind::Semaphore => sem_child,
             LockKind::Stdio => stdio_child,
+            LockKind::Futex => futex::child,
+            LockKind::FutexRecursive => futex::recursive_child,
         },
     })
 }
 
 /// A resolved symbol fits the lock type: big enough (when the symbol table
 /// tells the size), aligned, in writable memory.
-fn check(sym: &Sym, kind: LockKind) -> Result<(), String> {
+fn check(sym: &Sym, kind: LockKind, offset: usize) -> Result<(), String> {
     let need = needed(kind);
     let size = sym.size();
-    if size != 0 && size < need {
+    if offset == 0 && size != 0 && size < need {
         return Err(format!(
             "{} is {size} bytes, too small for a {} ({need} bytes)",
             sym.spec,
             type_name(kind)
         ));
     }
-    if sym.addr() % align(kind) != 0 {
+    if sym.addr().wrapping_add(offset) % align(kind) != 0 {
         return Err(format!(
             "{} is not aligned like a {}",
             sym.spec,
@@ -162,14 +178,37 @@ fn check(sym: &Sym, kind: LockKind) -> Result<(), String> {
     Ok(())
 }
 
+/// `offset` + the lock's `need` bytes lie inside the symbol (SPEC 8.1).
+pub fn within(sym: &Sym, offset: usize, need: usize) -> Result<(), String> {
+    let size = sym.size();
+    if size == 0 {
+        return Err(format!(
+            "offset = {offset}: the symbol table gives no size for {}, so the offset cannot be checked",
+            sym.spec
+        ));
+    }
+    if offset.checked_add(need).is_none_or(|end| end > size) {
+        return Err(format!(
+            "offset = {offset} is past the end of {} ({size} bytes; the lock needs {need} from the offset)",
+            sym.spec
+        ));
+    }
+    Ok(())
+}
+
 /// The lock's address, or 0 when unresolved or not usable (a library
 /// `dlopen`ed later may name something that is not a lock of that type).
 /// Async-signal-safe.
 fn usable(l: &LockAction) -> usize {
-    let addr = l.sym.addr();
+    let addr = l.sym.addr().wrapping_add(l.offset);
     let size = l.sym.size();
     // An unresolved symbol is not writable: 0.
-    if addr & l.misalign == 0 && l.sym.writable() && (size == 0 || size >= l.need) {
+    let fits = if l.offset == 0 {
+        size == 0 || size >= l.need
+    } else {
+        l.offset + l.need <= size
+    };
+    if l.sym.addr() != 0 && addr & l.misalign == 0 && l.sym.writable() && fits {
         addr
     } else {
         0
@@ -200,6 +239,8 @@ pub fn prepare(
             LockKind::Spinlock => spin_prepare(addr, acquire, ms),
             LockKind::Semaphore => sem_prepare(addr, acquire, ms),
             LockKind::Stdio => stdio_prepare(addr, acquire, ms),
+            LockKind::Futex => futex::prepare(addr, acquire, ms),
+            LockKind::FutexRecursive => futex::recursive_prepare(addr, acquire, ms),
         }
     };
     let state = match r {
@@ -254,10 +295,10 @@ pub fn parent(l: &LockAction, i: usize, scratch: &[u8; MAX_ACTIONS], t: &mut Tal
     }
     // Prepare checked this address (usable()): it changes only when
     // objects are loaded or unloaded, and then to 0 for one that is gone.
-    let addr = l.sym.addr();
-    if addr == 0 {
+    if l.sym.addr() == 0 {
         return;
     }
+    let addr = l.sym.addr().wrapping_add(l.offset);
     let r = if state == TAKEN && l.spec.kind == LockKind::Mutex {
         // SAFETY: usable() checked a mutex-sized variable; prepare locked it.
         err_of(unsafe { crate::os::clib::pthread_mutex_unlock(addr as *mut libc::pthread_mutex_t) })
@@ -305,6 +346,14 @@ fn release_other(addr: usize, state: u8, kind: LockKind) -> Result<(), c_int> {
                 Err(sys::errno())
             }
         }
+        (TAKEN, LockKind::Futex) => {
+            futex::release(addr);
+            Ok(())
+        }
+        (TAKEN, LockKind::FutexRecursive) => {
+            futex::recursive_release(addr);
+            Ok(())
+        }
         (TAKEN, LockKind::Stdio) => {
             let f = file_of(addr);
             if !f.is_null() {
@@ -350,6 +399,7 @@ pub fn held(l: &LockAction, me: libc::pid_t, held: &mut Buf<160>) {
         LockKind::Spinlock => spinlock_held,
         LockKind::Semaphore => semaphore_held,
         LockKind::Stdio => stdio_held,
+        LockKind::Futex | LockKind::FutexRecursive => futex::futex_held,
     };
     kind_held(addr, me, held);
 }
