@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 need=()
+dpkg -s libc6-dbg >/dev/null 2>&1 || need+=(libc6-dbg)
 command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 if ((${#need[@]})); then
@@ -22,8 +23,10 @@ fg=target/release/forkguard
 out=target/demo
 mkdir -p "$out"
 gcc -O1 -g -pthread -o "$out/cache_server" scripts/demo/cache_server.c
+gcc -O1 -g -pthread -o "$out/env_server" scripts/demo/env_server.c
 # Config files must not be group/world-writable: copy with a known mode.
 install -m 0644 config/demo.toml "$out/demo.toml"
+install -m 0644 config/libc-locks.toml "$out/libc-locks.toml"
 cfg=$out/demo.toml
 # The interpreter itself, not a wrapper script (pyenv's python3 is a bash shim).
 py=$(python3 -c 'import sys; print(sys.executable)')
@@ -80,10 +83,20 @@ print("python:", os.read(r, 100).decode().strip())
 ' 2>&1 | sed 's/^/    /'
 say "(daemon: prepare ran in the caller's child, the child phase in the daemon it became)"
 
+bold "4. glibc's own locks: setenv and localtime in a thread while workers fork"
+say "env_server's reload thread calls setenv and localtime_r in a loop; each worker calls them too."
+say "without forkguard:"
+set +e
+"$out/env_server" 20 2>&1 | sed 's/^/    /'
+say "with forkguard (config/libc-locks.toml: [settings] libc_locks = \"acquire\"):"
+"$fg" run -c "$out/libc-locks.toml" -- "$out/env_server" 20 2>&1 | sed 's/^/    /'
+set -e
+say "(forkguard check --program lists the glibc locks it found: $fg check config/libc-locks.toml --program $out/env_server)"
+
 # forkguard why on a hung worker (SPEC 8.6). A separate block: the glibc
 # lock scene of the libc_locks work shows the same program with the fix.
 why_scene() {
-    bold "4. forkguard why: which lock a hung worker waits on, and the line that prevents it"
+    bold "5. forkguard why: which lock a hung worker waits on, and the line that prevents it"
     say "env_worker: a thread calls setenv in a loop while the main thread forks workers that call setenv."
     gcc -O1 -g -pthread -o "$out/env_worker" scripts/demo/env_worker.c
     "$out/env_worker" >"$out/env_worker.out" &

@@ -76,8 +76,12 @@ install_missing() {
     command -v setcap >/dev/null 2>&1 || pkgs+=(libcap2-bin)
     command -v strace >/dev/null 2>&1 || pkgs+=(strace)
     command -v perl >/dev/null 2>&1 || pkgs+=(perl)
+    # libc_locks (tests/libc_locks.rs, with the packages below): gdb checks
+    # the loader's lock offsets against its debug info.
+    command -v gdb >/dev/null 2>&1 || pkgs+=(gdb)
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
-    # glibc's debug symbols (forkguard why names glibc's internal locks);
+    # glibc's debug symbols (forkguard why names glibc's internal locks;
+    # libc_locks finds them there);
     # objcopy/readelf for the stripped-program and debug-file tests.
     dpkg-query -W -f='${Status}' libc6-dbg 2>/dev/null | grep -q 'ok installed' || pkgs+=(libc6-dbg)
     command -v objcopy >/dev/null 2>&1 || pkgs+=(binutils)
