@@ -5,8 +5,8 @@
 use crate::error::ConfigError;
 use crate::raw::*;
 pub use crate::raw::{
-    FdActionKind, FdKind, LockKind, LockStrategy, LogFormat, OnError, OnTimeout, OpenFlag, Phase,
-    VforkPolicy,
+    FdActionKind, FdKind, HeldLocks, LockKind, LockStrategy, LogFormat, OnError, OnTimeout,
+    OpenFlag, Phase, VforkPolicy,
 };
 use std::net::IpAddr;
 use std::ops::Range;
@@ -39,6 +39,9 @@ pub struct Settings {
     pub vfork: VforkPolicy,
     pub lock_timeout_ms: u32,
     pub handshake_timeout_ms: u32,
+    /// SPEC 8.4: track every pthread lock and binary semaphore, and free
+    /// (or first wait for) those another thread holds at the fork.
+    pub held_locks: HeldLocks,
 }
 
 impl Default for Settings {
@@ -51,6 +54,7 @@ impl Default for Settings {
             vfork: VforkPolicy::Passthrough,
             lock_timeout_ms: 100,
             handshake_timeout_ms: 0,
+            held_locks: HeldLocks::Off,
         }
     }
 }
@@ -355,7 +359,9 @@ impl Plan {
 
     /// Nothing to do at any fork.
     pub fn is_empty(&self) -> bool {
-        self.actions.is_empty() && self.child.as_ref().is_none_or(|c| c.is_empty())
+        self.actions.is_empty()
+            && self.child.as_ref().is_none_or(|c| c.is_empty())
+            && self.settings.held_locks == HeldLocks::Off
     }
 }
 
@@ -442,6 +448,7 @@ fn settings(cx: &Ctx, s: RawSettings) -> Result<Settings, ConfigError> {
     if let Some(t) = s.handshake_timeout_ms {
         out.handshake_timeout_ms = millis(cx, &t)?;
     }
+    out.held_locks = s.held_locks.unwrap_or_default();
     Ok(out)
 }
 
@@ -788,6 +795,42 @@ fn child(cx: &Ctx, c: Spanned<RawChild>) -> Result<ChildSettings, ConfigError> {
 #[cfg(test)]
 #[path = "plan_fd_tests.rs"]
 mod fd_tests;
+
+#[cfg(test)]
+mod held_locks_tests {
+    use super::{HeldLocks, Plan};
+
+    #[test]
+    fn held_locks_values() {
+        let p = |t: &str| Plan::parse("f.toml", t);
+        assert_eq!(
+            p("version = 1").unwrap().settings.held_locks,
+            HeldLocks::Off
+        );
+        for (v, want) in [
+            ("off", HeldLocks::Off),
+            ("reinit", HeldLocks::Reinit),
+            ("acquire", HeldLocks::Acquire),
+        ] {
+            let plan = p(&format!("version = 1\n[settings]\nheld_locks = \"{v}\"\n")).unwrap();
+            assert_eq!(plan.settings.held_locks, want);
+            // Something to do at a fork, though there is no action.
+            assert_eq!(plan.is_empty(), want == HeldLocks::Off, "{v}");
+        }
+    }
+
+    #[test]
+    fn held_locks_errors_point_at_the_value() {
+        for bad in ["\"on\"", "\"Reinit\"", "true", "1"] {
+            let e = Plan::parse(
+                "f.toml",
+                &format!("version = 1\n[settings]\nheld_locks = {bad}\n"),
+            )
+            .unwrap_err();
+            assert_eq!((e.file.as_str(), e.line), ("f.toml", 3), "{bad}: {e}");
+        }
+    }
+}
 
 #[cfg(test)]
 mod only_version_tests {

@@ -35,6 +35,18 @@ pub struct RawSettings {
     pub vfork: Option<VforkPolicy>,
     pub lock_timeout_ms: Option<Spanned<i64>>,
     pub handshake_timeout_ms: Option<Spanned<i64>>,
+    pub held_locks: Option<HeldLocks>,
+}
+
+/// `[settings] held_locks` (SPEC 8.4): what to do with every pthread lock
+/// and binary semaphore another thread holds at the fork.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum HeldLocks {
+    #[default]
+    Off,
+    Reinit,
+    Acquire,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
