@@ -281,7 +281,9 @@ fn python_children_hang_on_cpython_locks_without_forkguard() {
             eprintln!("SKIPPED: python3 is not installed");
             return;
         };
-        assert_eq!(t.hung, 3, "{scene} without forkguard: {t:?}");
+        // A loaded machine may let the other thread finish first now and
+        // then: one hung child shows the bug.
+        assert!(t.hung >= 1, "{scene} without forkguard: {t:?}");
     }
 }
 

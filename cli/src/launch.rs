@@ -118,7 +118,10 @@ pub fn exec(
 fn suggest(mut c: Command, out: &str, cmd: &[String]) -> ExitCode {
     let data = std::env::temp_dir().join(format!("forkguard-suggest-{}", std::process::id()));
     let _ = std::fs::remove_file(&data);
-    c.env(forkguard_core::ENV_AUDIT, format!("suggest:{}", data.display()));
+    c.env(
+        forkguard_core::ENV_AUDIT,
+        format!("suggest:{}", data.display()),
+    );
     let status = match c.status() {
         Ok(s) => s,
         Err(e) => {

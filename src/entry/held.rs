@@ -23,6 +23,9 @@ use crate::actions::held::real::{self, real, COUNT};
 use crate::actions::held::track;
 
 /// Where each entry point jumps. Read by the exported `jmp *slot`s.
+// Evaluated at compile time: an index out of range is a build error, never
+// a panic.
+#[allow(clippy::indexing_slicing)]
 static SLOTS: [AtomicPtr<()>; COUNT] = {
     let mut s = [const { AtomicPtr::new(core::ptr::null_mut()) }; COUNT];
     let stubs = BIND_STUBS;
@@ -258,8 +261,8 @@ static STARTED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool:
 /// thread's record at a static TLS offset (a preloaded library always has
 /// one): without it nothing is tracked.
 fn start(slots: &[usize]) {
-    crate::phases::tls::init();
-    if !crate::phases::tls::is_static() {
+    crate::os::thread_words::init();
+    if !crate::os::thread_words::is_static() {
         return;
     }
     if !STARTED.swap(true, Ordering::AcqRel) {

@@ -27,12 +27,6 @@ pub struct ThreadState {
     /// The fallback path's state, kept from the prepare handler to the
     /// parent/child handler.
     pub fallback: UnsafeCell<crate::phases::state::ForkState>,
-    /// `held_locks`: this thread's lock record (`actions::held::record`),
-    /// 0 until its first tracked call, and while it runs fork phases.
-    pub held: Cell<usize>,
-    /// `held_locks`: this thread's fork in progress (a `HeldFork` on its
-    /// stack), for the fork handlers glibc runs inside the fork; 0 else.
-    pub held_fork: Cell<usize>,
 }
 
 thread_local! {
@@ -41,8 +35,6 @@ thread_local! {
             mode: Cell::new(0),
             skip: Cell::new(0),
             fallback: UnsafeCell::new(crate::phases::state::ForkState::new()),
-            held: Cell::new(0),
-            held_fork: Cell::new(0),
         }
     };
 }
@@ -50,36 +42,6 @@ thread_local! {
 /// `STATE`'s offset from the thread pointer, or 0 when it is not proven
 /// static (then `state()` asks `__tls_get_addr`).
 static OFFSET: AtomicIsize = AtomicIsize::new(0);
-
-/// `ThreadState::held`'s offset from the thread pointer, once proven
-/// static (0 before: the held-lock trackers are only installed after).
-static HELD_OFFSET: AtomicIsize = AtomicIsize::new(0);
-
-/// Is the state at a static offset (the held-lock trackers need it)?
-pub fn is_static() -> bool {
-    HELD_OFFSET.load(Ordering::Relaxed) != 0
-}
-
-/// The calling thread's `held` word, in two loads (the lock trackers'
-/// fast path). Only once [`is_static`]. Async-signal-safe.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-pub fn held_word() -> usize {
-    let off = HELD_OFFSET.load(Ordering::Relaxed);
-    let v: usize;
-    // SAFETY: off is the static TLS offset of this thread's `held` cell
-    // (proven in `init`); %fs-relative loads read this thread's block.
-    unsafe {
-        core::arch::asm!("mov {v}, qword ptr fs:[{off}]", v = out(reg) v, off = in(reg) off,
-            options(nostack, readonly, preserves_flags));
-    }
-    v
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-pub fn held_word() -> usize {
-    state().held.get()
-}
 
 #[cfg(target_arch = "x86_64")]
 fn thread_pointer() -> usize {
@@ -140,7 +102,5 @@ pub fn init() {
     let end = addr.saturating_add(core::mem::size_of::<ThreadState>());
     if addr < tp && end <= tp && tp - addr <= size {
         OFFSET.store(addr.wrapping_sub(tp) as isize, Ordering::Relaxed);
-        let held = addr.wrapping_sub(tp) as isize + core::mem::offset_of!(ThreadState, held) as isize;
-        HELD_OFFSET.store(held, Ordering::Relaxed);
     }
 }

@@ -129,7 +129,7 @@ pub fn report<const N: usize>(json: bool, line: &mut Buf<N>) {
     }
     FORKS.fetch_add(1, Ordering::Relaxed);
     let me = sys::gettid();
-    let my_rec = crate::phases::tls::state().held.get();
+    let my_rec = crate::os::thread_words::words().record.get();
     let mut seen: [usize; 16] = [0; 16];
     let mut n = 0usize;
     let mut sugg = Buf::<2048>::new();

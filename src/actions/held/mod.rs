@@ -202,7 +202,7 @@ impl HeldFork {
 
 /// The calling thread's fork in progress, while it runs fork phases.
 pub fn fork_in_progress() -> Option<&'static HeldFork> {
-    let p = crate::phases::tls::state().held_fork.get();
+    let p = crate::os::thread_words::words().fork.get();
     // SAFETY: a non-zero value points at the HeldFork of this thread's fork
     // in progress (set in prepare, cleared in the parent and child phases,
     // which end before that frame returns).
@@ -219,8 +219,8 @@ pub fn prepare(f: &mut HeldFork, log: bool) {
     }
     f.on = true;
     f.my_tid = sys::gettid();
-    let ts = crate::phases::tls::state();
-    f.my_rec = ts.held.get();
+    let ts = crate::os::thread_words::words();
+    f.my_rec = ts.record.get();
     f.overflow = record::OVERFLOW.load(Ordering::Relaxed);
     find_shared_robust(f);
     if MODE.load(Ordering::Relaxed) == ACQUIRE {
@@ -229,8 +229,8 @@ pub fn prepare(f: &mut HeldFork, log: bool) {
     if log {
         f.names = name::for_log(f.my_tid, f.my_rec);
     }
-    ts.held.set(0);
-    ts.held_fork.set(f as *mut HeldFork as usize);
+    ts.record.set(0);
+    ts.fork.set(f as *mut HeldFork as usize);
 }
 
 /// Robust mutexes named by a record that lie in shared memory (one read of
@@ -276,16 +276,16 @@ pub fn parent(f: &mut HeldFork) {
     for t in f.taken().iter().rev() {
         release(t);
     }
-    let ts = crate::phases::tls::state();
-    ts.held_fork.set(0);
-    ts.held.set(f.my_rec);
+    let ts = crate::os::thread_words::words();
+    ts.fork.set(0);
+    ts.record.set(f.my_rec);
 }
 
 /// glibc's fork handler in the child (registered at load, so it runs before
 /// the handlers other libraries registered later): free the locks now, so
 /// that those handlers do not wait on a lock held by a thread that is gone.
 extern "C" fn atfork_child() {
-    let p = crate::phases::tls::state().held_fork.get() as *mut HeldFork;
+    let p = crate::os::thread_words::words().fork.get() as *mut HeldFork;
     // SAFETY: a non-zero value points at this thread's own fork state (see
     // fork_in_progress); the child has one thread, and the engine, which
     // owns it, is inside the real fork call right now.
@@ -333,9 +333,9 @@ pub fn child(f: &mut HeldFork) {
         }
     });
     record::child_reset(my_rec, new_tid);
-    let ts = crate::phases::tls::state();
-    ts.held.set(my_rec);
-    ts.held_fork.set(0);
+    let ts = crate::os::thread_words::words();
+    ts.record.set(my_rec);
+    ts.fork.set(0);
 }
 
 /// Is the lock at `addr` held by thread `tid` (not the forking thread

@@ -43,7 +43,7 @@ fn where_is(addr: usize) -> Option<Where> {
     let mut sym: *mut libc::c_void = core::ptr::null_mut();
     // SAFETY: dladdr1 only writes to info and sym.
     let ok = unsafe {
-        libc::dladdr1(
+        crate::os::clib::dladdr1(
             addr as *const libc::c_void,
             &mut info,
             &mut sym,

@@ -119,7 +119,7 @@ pub fn init() {
 /// while this thread runs fork phases). One load from the thread pointer.
 #[inline(always)]
 pub fn mine() -> Option<&'static Record> {
-    let p = crate::phases::tls::held_word();
+    let p = crate::os::thread_words::record_word();
     // SAFETY: a non-zero value is a `&'static Record` stored by `claim`
     // (the pool or FULL).
     unsafe { (p as *const Record).as_ref() }
@@ -172,7 +172,7 @@ pub fn claim() -> &'static Record {
             &FULL
         }
     };
-    crate::phases::tls::state().held.set(r as *const Record as usize);
+    crate::os::thread_words::words().record.set(r as *const Record as usize);
     r
 }
 
@@ -180,7 +180,7 @@ pub fn claim() -> &'static Record {
 /// pool; one with entries left is kept, marked as its thread's.
 extern "C" fn thread_exit(v: *mut libc::c_void) {
     let i = (v as usize).wrapping_sub(1);
-    crate::phases::tls::state().held.set(0);
+    crate::os::thread_words::words().record.set(0);
     let (Some(t), Some(r)) = (TIDS.get(i), RECORDS.get(i)) else {
         return;
     };
