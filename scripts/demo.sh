@@ -8,6 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 need=()
 dpkg -s libc6-dbg >/dev/null 2>&1 || need+=(libc6-dbg)
 command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 if ((${#need[@]})); then
     export DEBIAN_FRONTEND=noninteractive
@@ -118,5 +119,27 @@ why_scene() {
     wait "$parent" 2>/dev/null || true
 }
 why_scene
+
+bold "held_locks 1. A C++ cache's heap std::mutex, which no config can name"
+g++ -O1 -g -pthread -o "$out/held_cache" scripts/demo/held_cache.cpp
+say "held_cache forks 5 workers while a thread refreshes a new-ed Cache under its std::mutex."
+say "without forkguard (each worker killed after 0.5 s if stuck):"
+"$out/held_cache" 5 500 2>&1 | sed 's/^/    /'
+say "forkguard audit --suggest: which lock, taken where, by which thread, and a config:"
+"$fg" audit --suggest "$out/held.toml" -- "$out/held_cache" 3 500 2>&1 | grep -E 'summary|taken in|wrote' | sed 's/^/    /'
+sed 's/^/    | /' "$out/held.toml"
+say "with that config:"
+"$fg" run -c "$out/held.toml" -- "$out/held_cache" 20 5000 2>&1 | sed 's/^/    /'
+
+bold "held_locks 2. Python workers forked while a logging thread writes"
+say "a thread logs to a file (logging.FileHandler) while the main thread forks 5 workers that log too."
+say "without forkguard (each worker killed after 0.5 s if stuck):"
+"$py" tests/py/held.py logging 5 0.5 "$out" 2>&1 | sed 's/^/    /'
+printf 'version = 1\n[settings]\nheld_locks = "reinit"\n' > "$out/held-py.toml"
+chmod 0644 "$out/held-py.toml"
+say "with held_locks = \"reinit\" (CPython's locks are binary semaphores, freed in each child):"
+"$fg" run -c "$out/held-py.toml" -- "$py" tests/py/held.py logging 20 5 "$out" 2>&1 | sed 's/^/    /'
+say "and multiprocessing.Pool (fork) while a thread writes to a buffered file:"
+"$fg" run -c "$out/held-py.toml" -- "$py" tests/py/held.py pool 5 5 "$out" 2>&1 | sed 's/^/    /'
 
 bold "Done. See README.md for the config format, scripts/test.sh for the tests."

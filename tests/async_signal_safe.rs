@@ -224,3 +224,44 @@ fn allocating_child_call_is_detected() {
         out.dump()
     );
 }
+
+#[test]
+fn child_phase_with_held_locks_does_not_allocate() {
+    // tests/c/held.c: other threads hold heap mutexes, an rwlock for
+    // reading, semaphores, 32 threads x 4 mutexes; forkguard frees them in
+    // the child (reinit), or takes and frees them (acquire), with a log.
+    // Each child exits 7 if anything allocated since the fork.
+    for mode in ["reinit", "acquire"] {
+        let s = Scratch::new("allocheld");
+        let cfg = s.config(
+            "fg.toml",
+            &format!(
+                "version = 1\n[settings]\nheld_locks = \"{mode}\"\nlock_timeout_ms = 1\nlog = \"{}\"\n",
+                s.path("fg.log").display()
+            ),
+        );
+        for scene in [
+            "mutex-heap",
+            "rwlock-readers",
+            "sem",
+            "many",
+            "recursive-mine",
+        ] {
+            let mut cmd = fixture_cmd(&s, "held", &[scene, "20", "5000"], &cfg);
+            cmd.env(
+                "LD_PRELOAD",
+                format!("{} {}", lib().display(), fixture("alloccount").display()),
+            )
+            .env("FGT_ALLOC_CHECK", "1");
+            let out = run(&s, cmd, TIMEOUT);
+            out.assert_success();
+            assert!(
+                out.stdout.contains("forks 20 hung 0 failed 0"),
+                "{mode} {scene}: a child allocated (exit 7) or hung:\n{}",
+                out.dump()
+            );
+        }
+        let log = std::fs::read_to_string(s.path("fg.log")).unwrap();
+        assert!(log.contains("held locks freed: "), "{log}");
+    }
+}

@@ -2,7 +2,7 @@
 //! `--program`, resolve every symbol inside that program.
 
 use forkguard_core::load::{self, Trust};
-use forkguard_core::plan::{Action, ActionKind, LockStrategy, LogDest, Phase, Plan};
+use forkguard_core::plan::{Action, ActionKind, HeldLocks, LockStrategy, LogDest, Phase, Plan};
 use std::io::Read;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -46,7 +46,7 @@ fn print_plan(plan: &Plan) {
     let s = &plan.settings;
     println!("{}: valid", plan.file);
     println!(
-        "settings: programs = {}; on_error = {}; log = {}; log_format = {}; vfork = {}; lock_timeout_ms = {}; handshake_timeout_ms = {}; libc_locks = {}",
+        "settings: programs = {}; on_error = {}; log = {}; log_format = {}; vfork = {}; lock_timeout_ms = {}; handshake_timeout_ms = {}; libc_locks = {}; held_locks = {}",
         programs(&s.programs),
         format!("{:?}", s.on_error).to_lowercase(),
         match &s.log {
@@ -58,7 +58,8 @@ fn print_plan(plan: &Plan) {
         format!("{:?}", s.vfork).to_lowercase(),
         s.lock_timeout_ms,
         s.handshake_timeout_ms,
-        format!("{:?}", s.libc_locks).to_lowercase()
+        format!("{:?}", s.libc_locks).to_lowercase(),
+        format!("{:?}", s.held_locks).to_lowercase()
     );
     if plan.is_empty() {
         println!("no actions: every fork passes through unchanged");
@@ -83,6 +84,26 @@ fn print_plan(plan: &Plan) {
             },
             ActionKind::Zero(_) => child.push((1, describe(a, ""))),
             ActionKind::Fd(_) => child.push((2, describe(a, ""))),
+        }
+    }
+    match s.held_locks {
+        HeldLocks::Off => {}
+        HeldLocks::Reinit => {
+            child.push((
+                0,
+                "held_locks: free every lock another thread held at the fork (type kept)".into(),
+            ));
+        }
+        HeldLocks::Acquire => {
+            prepare.push(format!(
+                "held_locks: take every lock another thread holds (lock_timeout_ms = {} each)",
+                s.lock_timeout_ms
+            ));
+            parent.push("held_locks: release them".into());
+            child.push((
+                0,
+                "held_locks: free them, and any still held by another thread (type kept)".into(),
+            ));
         }
     }
     // Parent and child undo in reverse order; the child runs kinds in the

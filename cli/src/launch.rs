@@ -9,6 +9,9 @@ use std::process::{Command, ExitCode};
 pub enum Mode {
     Run,
     Audit,
+    /// Audit, then write a config to this file: the program runs as a
+    /// child of the command, which waits for it (the only mode that forks).
+    Suggest(String),
 }
 
 /// The library: `FORKGUARD_LIB`, else `libforkguard.so` next to this binary.
@@ -92,17 +95,59 @@ pub fn exec(
         c.env(forkguard_core::ENV_LOG_FORMAT, f);
     }
     c.env_remove(forkguard_core::ENV_DISABLE);
-    if let Mode::Audit = mode {
-        c.env(forkguard_core::ENV_AUDIT, "1");
-        if log.is_none() {
-            c.env(forkguard_core::ENV_LOG, "stderr");
+    if !matches!(mode, Mode::Run) && log.is_none() {
+        c.env(forkguard_core::ENV_LOG, "stderr");
+    }
+    match &mode {
+        Mode::Run => {}
+        Mode::Audit => {
+            c.env(forkguard_core::ENV_AUDIT, "1");
         }
+        Mode::Suggest(out) => return suggest(c, out, cmd),
     }
     let err = c.exec();
     eprintln!("forkguard: '{prog}': {}", strip_os(&err));
     match err.kind() {
         std::io::ErrorKind::NotFound => ExitCode::from(127),
         _ => ExitCode::from(126),
+    }
+}
+
+/// `audit --suggest OUT`: run the program with a scratch file for what the
+/// audited processes see, wait, write the config.
+fn suggest(mut c: Command, out: &str, cmd: &[String]) -> ExitCode {
+    let data = std::env::temp_dir().join(format!("forkguard-suggest-{}", std::process::id()));
+    let _ = std::fs::remove_file(&data);
+    c.env(
+        forkguard_core::ENV_AUDIT,
+        format!("suggest:{}", data.display()),
+    );
+    let status = match c.status() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("forkguard: '{}': {}", cmd[0], strip_os(&e));
+            return ExitCode::from(if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            });
+        }
+    };
+    let lines = std::fs::read_to_string(&data).unwrap_or_default();
+    let _ = std::fs::remove_file(&data);
+    let text = crate::suggest::config(&lines, &cmd.join(" "));
+    match crate::suggest::write_atomically(Path::new(out), &text) {
+        Ok(()) => eprintln!("forkguard: wrote {out}"),
+        Err(e) => {
+            eprintln!("forkguard: '{out}': {}", strip_os(&e));
+            return ExitCode::from(2);
+        }
+    }
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => ExitCode::from(c as u8),
+        (None, Some(sig)) => ExitCode::from(128u8.wrapping_add(sig as u8)),
+        _ => ExitCode::from(1),
     }
 }
 

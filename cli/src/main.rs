@@ -3,6 +3,7 @@
 
 mod check;
 mod launch;
+mod suggest;
 mod why;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -61,7 +62,13 @@ enum Command {
     },
     /// Run CMD changing nothing, and report each fork's hazards (to stderr
     /// unless --log says otherwise).
-    Audit(Launch),
+    Audit {
+        /// Write a config that guards what was seen to OUT (atomically).
+        #[arg(long, value_name = "OUT")]
+        suggest: Option<String>,
+        #[command(flatten)]
+        launch: Launch,
+    },
     /// Explain a stuck process: what each thread waits on, which lock, who
     /// holds it, and the config line that prevents it. Exit 0: a cause was
     /// found; 1: nothing is stuck; 2: the process could not be looked at.
@@ -82,7 +89,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(l) => launch(launch::Mode::Run, l),
-        Command::Audit(l) => launch(launch::Mode::Audit, l),
+        Command::Audit { suggest, launch: l } => match suggest {
+            None => launch(launch::Mode::Audit, l),
+            Some(out) => launch(launch::Mode::Suggest(out), l),
+        },
         Command::Check { file, program } => check::run(file.as_deref(), program.as_deref()),
         Command::Why { pid } => why::run(pid),
     }

@@ -5,7 +5,8 @@
 use crate::error::ConfigError;
 use crate::raw::*;
 pub use crate::raw::{
-    FdActionKind, FdKind, LibcLocks, LockKind, LockStrategy, LogFormat, OnError, OnTimeout,
+    FdActionKind, FdKind, HeldLocks, LibcLocks, LockKind, LockStrategy, LogFormat, OnError,
+    OnTimeout,
     OpenFlag, Phase, VforkPolicy,
 };
 use std::net::IpAddr;
@@ -41,6 +42,9 @@ pub struct Settings {
     pub handshake_timeout_ms: u32,
     /// SPEC 8.3: guard glibc's internal locks with this strategy.
     pub libc_locks: LibcLocks,
+    /// SPEC 8.4: track every pthread lock and binary semaphore, and free
+    /// (or first wait for) those another thread holds at the fork.
+    pub held_locks: HeldLocks,
 }
 
 impl Default for Settings {
@@ -54,6 +58,7 @@ impl Default for Settings {
             lock_timeout_ms: 100,
             handshake_timeout_ms: 0,
             libc_locks: LibcLocks::Off,
+            held_locks: HeldLocks::Off,
         }
     }
 }
@@ -379,6 +384,7 @@ impl Plan {
         self.actions.is_empty()
             && self.child.as_ref().is_none_or(|c| c.is_empty())
             && self.settings.libc_locks == LibcLocks::Off
+            && self.settings.held_locks == HeldLocks::Off
     }
 }
 
@@ -466,6 +472,7 @@ fn settings(cx: &Ctx, s: RawSettings) -> Result<Settings, ConfigError> {
         out.handshake_timeout_ms = millis(cx, &t)?;
     }
     out.libc_locks = s.libc_locks.unwrap_or_default();
+    out.held_locks = s.held_locks.unwrap_or_default();
     Ok(out)
 }
 
@@ -860,6 +867,42 @@ fn child(cx: &Ctx, c: Spanned<RawChild>) -> Result<ChildSettings, ConfigError> {
 #[cfg(test)]
 #[path = "plan_fd_tests.rs"]
 mod fd_tests;
+
+#[cfg(test)]
+mod held_locks_tests {
+    use super::{HeldLocks, Plan};
+
+    #[test]
+    fn held_locks_values() {
+        let p = |t: &str| Plan::parse("f.toml", t);
+        assert_eq!(
+            p("version = 1").unwrap().settings.held_locks,
+            HeldLocks::Off
+        );
+        for (v, want) in [
+            ("off", HeldLocks::Off),
+            ("reinit", HeldLocks::Reinit),
+            ("acquire", HeldLocks::Acquire),
+        ] {
+            let plan = p(&format!("version = 1\n[settings]\nheld_locks = \"{v}\"\n")).unwrap();
+            assert_eq!(plan.settings.held_locks, want);
+            // Something to do at a fork, though there is no action.
+            assert_eq!(plan.is_empty(), want == HeldLocks::Off, "{v}");
+        }
+    }
+
+    #[test]
+    fn held_locks_errors_point_at_the_value() {
+        for bad in ["\"on\"", "\"Reinit\"", "true", "1"] {
+            let e = Plan::parse(
+                "f.toml",
+                &format!("version = 1\n[settings]\nheld_locks = {bad}\n"),
+            )
+            .unwrap_err();
+            assert_eq!((e.file.as_str(), e.line), ("f.toml", 3), "{bad}: {e}");
+        }
+    }
+}
 
 #[cfg(test)]
 mod only_version_tests {

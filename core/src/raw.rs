@@ -36,12 +36,24 @@ pub struct RawSettings {
     pub lock_timeout_ms: Option<Spanned<i64>>,
     pub handshake_timeout_ms: Option<Spanned<i64>>,
     pub libc_locks: Option<LibcLocks>,
+    pub held_locks: Option<HeldLocks>,
 }
 
 /// `[settings] libc_locks` (SPEC 8.3): glibc's own internal locks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LibcLocks {
+    #[default]
+    Off,
+    Reinit,
+    Acquire,
+}
+
+/// `[settings] held_locks` (SPEC 8.4): what to do with every pthread lock
+/// and binary semaphore another thread holds at the fork.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum HeldLocks {
     #[default]
     Off,
     Reinit,

@@ -12,6 +12,7 @@
 pub mod call;
 pub mod child;
 pub mod fd;
+pub mod held;
 pub mod lock;
 pub mod zero;
 

@@ -5,7 +5,8 @@
 //!
 //! - `fork.rs`: `fork`, `forkpty`, `daemon`, `vfork`;
 //! - `atfork.rs`: the `pthread_atfork` fallback's handlers;
-//! - `rwlock.rs`: the `pthread_rwlock_*` forwarders that count read locks.
+//! - `held.rs`: the pthread lock and semaphore entry points (`held_locks`,
+//!   audit, rwlock actions): one indirect jump each.
 //!
 //! Compiled out of unit tests: a test binary must not interpose its own
 //! `fork` or lock calls.
@@ -16,4 +17,4 @@
 
 pub mod atfork;
 pub mod fork;
-pub mod rwlock;
+pub mod held;

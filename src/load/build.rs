@@ -50,9 +50,9 @@ pub fn build(
                 let lock =
                     crate::actions::lock::build(l, generation).map_err(|(loc, m)| err(loc, m))?;
                 if l.kind == LockKind::Rwlock {
-                    // Count read locks from now on: bind the forwarders first.
-                    crate::entry::rwlock::resolve_all();
-                    crate::actions::lock::track::enable();
+                    // The forking thread's read locks must be counted: the
+                    // rwlock entry points are pointed at their trackers.
+                    crate::entry::held::track_rwlock_reads();
                 }
                 RtKind::Lock(lock)
             }
@@ -122,6 +122,8 @@ pub fn build(
         json,
         vfork_as_fork: settings.vfork == VforkPolicy::Fork,
         handshake_ms: settings.handshake_timeout_ms,
+        held_locks: settings.held_locks,
+        lock_timeout_ms: settings.lock_timeout_ms,
         actions,
         child,
         audit: false,

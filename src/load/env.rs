@@ -105,7 +105,19 @@ impl Env {
             None => None,
         };
         Options {
-            audit: self.audit.as_deref() == Some("1"),
+            // `forkguard audit` sets 1; with `--suggest`, `suggest:FILE`
+            // (where the held-lock audit appends what a config should guard).
+            audit: match self.audit.as_deref() {
+                Some("1") => true,
+                Some(v) => match v.strip_prefix("suggest:") {
+                    Some(p) => {
+                        crate::actions::held::audit::set_suggest(p);
+                        true
+                    }
+                    None => false,
+                },
+                None => false,
+            },
             check: self.check.as_deref() == Some("1"),
             json: match self.log_format.as_deref() {
                 Some("json") => Some(true),

@@ -91,7 +91,10 @@ fn audit_without_config(opts: &Options) {
 /// log: then stay a pure pass-through.
 fn install(mut rt: Runtime, audit: bool) {
     rt.audit = audit;
-    let idle = rt.actions.is_empty() && rt.child.is_none() && rt.handshake_ms == 0;
+    let idle = rt.actions.is_empty()
+        && rt.child.is_none()
+        && rt.handshake_ms == 0
+        && rt.held_locks == forkguard_core::plan::HeldLocks::Off;
     if !rt.audit && idle && matches!(rt.log, LogTarget::Off) {
         return;
     }
@@ -103,6 +106,7 @@ fn activate(rt: Runtime) {
     // From here on forks run phases: bind every libc function now, so that
     // none is looked up in a child or in a signal handler (see `lazy`).
     crate::os::lazy::resolve_all();
+    crate::entry::held::install(rt.held_locks, rt.audit, rt.lock_timeout_ms);
     runtime::install(rt);
     crate::entry::atfork::register();
 }

@@ -56,7 +56,9 @@ wrap! {
     fn pthread_mutex_unlock(m: *mut libc::pthread_mutex_t) -> c_int;
     fn pthread_rwlock_trywrlock(l: *mut libc::pthread_rwlock_t) -> c_int;
     fn pthread_rwlock_unlock(l: *mut libc::pthread_rwlock_t) -> c_int;
+    fn pthread_key_create(key: *mut libc::pthread_key_t, dtor: Option<unsafe extern "C" fn(*mut c_void)>) -> c_int;
     fn pthread_self() -> pthread_t;
+    fn pthread_setspecific(key: libc::pthread_key_t, value: *const c_void) -> c_int;
     fn pthread_spin_init(l: *mut libc::pthread_spinlock_t, pshared: c_int) -> c_int;
     fn pthread_spin_trylock(l: *mut libc::pthread_spinlock_t) -> c_int;
     fn pthread_spin_unlock(l: *mut libc::pthread_spinlock_t) -> c_int;
@@ -161,6 +163,16 @@ pub unsafe fn pthread_atfork(
 ) -> c_int {
     // SAFETY: forwarded contract.
     unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) }
+}
+
+/// `atexit(3)`.
+///
+/// # Safety
+/// `f` must stay valid until the process exits.
+#[inline(always)]
+pub unsafe fn atexit(f: extern "C" fn()) -> c_int {
+    // SAFETY: forwarded contract.
+    unsafe { libc::atexit(f) }
 }
 
 /// `_exit(2)`: ends the process at once.

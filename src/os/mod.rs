@@ -14,6 +14,7 @@ pub mod clib;
 pub mod fdinfo;
 pub mod symbols;
 pub mod sys;
+pub mod thread_words;
 
 #[allow(
     clippy::indexing_slicing,

@@ -51,7 +51,9 @@ pub fn report(rt: &Runtime, via: Via) {
         fds(rt, &mut more);
         let text = more.as_bytes();
         let text = text.strip_prefix(b"; ").unwrap_or(text);
-        line.str(",\"configured\":\"").json_str(text).str("\"}");
+        line.str(",\"configured\":\"").json_str(text).byte(b'"');
+        crate::actions::held::audit::report(true, &mut line);
+        line.byte(b'}');
     } else {
         line.str("forkguard[")
             .i64(me)
@@ -79,6 +81,7 @@ pub fn report(rt: &Runtime, via: Via) {
         }
         locks(rt, &mut line);
         fds(rt, &mut line);
+        crate::actions::held::audit::report(false, &mut line);
     }
     // The audit always reports: on stderr when the log is off.
     let to = match &rt.log {

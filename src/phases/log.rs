@@ -171,6 +171,7 @@ pub fn log_parent(rt: &Runtime, st: &ForkState, pid: pid_t, err: c_int, t: &Tall
         line.str(",\"actions_failed\":")
             .u64(u64::from(st.prepare.failed + t.failed));
         json_errors(&mut line, rt, &[&st.prepare, t]);
+        crate::actions::held::log::parent_json(&st.held, &mut line);
         line.byte(b'}');
     } else {
         line.str("forkguard[").i64(me).str("] fork -> ").i64(child);
@@ -184,6 +185,7 @@ pub fn log_parent(rt: &Runtime, st: &ForkState, pid: pid_t, err: c_int, t: &Tall
         line.byte(b' ').micros(st.prepare_ns).str("us, parent ");
         text_tally(&mut line, rt, t);
         line.byte(b' ').micros(parent_ns).str("us");
+        crate::actions::held::log::parent_text(&st.held, &mut line);
     }
     emit(rt, &mut line);
 }
@@ -207,6 +209,7 @@ pub fn log_child(rt: &Runtime, st: &ForkState, t: &Tally, ns: u64) {
             .str(",\"actions_failed\":")
             .u64(u64::from(t.failed));
         json_errors(&mut line, rt, &[t]);
+        crate::actions::held::log::child_json(&st.held, &mut line);
         line.byte(b'}');
     } else {
         line.str("forkguard[")
@@ -216,6 +219,7 @@ pub fn log_child(rt: &Runtime, st: &ForkState, t: &Tally, ns: u64) {
             .str(": ");
         text_tally(&mut line, rt, t);
         line.byte(b' ').micros(ns).str("us");
+        crate::actions::held::log::child_text(&st.held, &mut line);
     }
     emit(rt, &mut line);
 }

@@ -187,6 +187,9 @@ fn begin(rt: &Runtime, via: Via, st: &mut ForkState, mode: u8) -> Result<(), c_i
                 RtKind::Call { .. } | RtKind::Zero(_) | RtKind::Fd(_) => {}
             }
         }
+        if verdict.is_ok() {
+            crate::actions::held::prepare(&mut st.held, st.timing);
+        }
         if rt.handshake_ms > 0 && verdict.is_ok() {
             st.handshake = handshake::page();
         }
@@ -225,6 +228,7 @@ fn finish(rt: &Runtime, st: &mut ForkState, pid: pid_t, err: c_int) {
 fn parent_phase(rt: &Runtime, st: &mut ForkState, pid: pid_t, err: c_int) {
     let t1 = if st.timing { sys::now_ns() } else { 0 };
     let mut tally = Tally::new();
+    crate::actions::held::parent(&mut st.held);
     if !rt.audit {
         for (i, a) in rt.actions.iter().enumerate().rev() {
             match &a.kind {
@@ -256,6 +260,8 @@ fn child_phase(rt: &Runtime, st: &mut ForkState) -> sys::SigMask {
     let t0 = if st.timing { sys::now_ns() } else { 0 };
     let mut tally = Tally::new();
     let mut mask = st.old_mask;
+    // Usually done already, by the fork handler (before other libraries').
+    crate::actions::held::child(&mut st.held);
     if !rt.audit {
         // Order of SPEC §4: locks, zero, fd actions, child settings, calls.
         for (i, a) in rt.actions.iter().enumerate().rev() {

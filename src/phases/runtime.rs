@@ -39,6 +39,9 @@ pub struct Runtime {
     pub json: bool,
     pub vfork_as_fork: bool,
     pub handshake_ms: u32,
+    /// `[settings] held_locks`, and its wait (`lock_timeout_ms`).
+    pub held_locks: forkguard_core::plan::HeldLocks,
+    pub lock_timeout_ms: u32,
     /// Lock, call, zero and fd actions in declaration order.
     pub actions: Vec<RtAction>,
     pub child: Option<crate::actions::child::ChildPlan>,

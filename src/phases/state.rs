@@ -51,6 +51,8 @@ pub struct ForkState {
     pub scratch: [u8; MAX_ACTIONS],
     /// Shared page for `handshake_timeout_ms` (null when off).
     pub handshake: *mut AtomicU32,
+    /// `held_locks`: what prepare took, for the parent and child.
+    pub held: crate::actions::held::HeldFork,
     /// Fallback path, when logging: the newest child before the fork
     /// (`Err` when /proc could not tell), to tell a failed fork apart.
     pub prev_child: Result<Option<pid_t>, ()>,
@@ -70,6 +72,7 @@ impl ForkState {
             prepare: Tally::new(),
             scratch: [0; MAX_ACTIONS],
             handshake: core::ptr::null_mut(),
+            held: crate::actions::held::HeldFork::new(),
             prev_child: Err(()),
         }
     }

@@ -20,7 +20,14 @@ pub fn fixture_dir() -> PathBuf {
 }
 
 /// Executables built from `tests/c/NAME.c`.
-const PROGRAMS: &[&str] = &["forker", "childcheck", "pdeath", "handshake", "allocfix"];
+const PROGRAMS: &[&str] = &[
+    "forker",
+    "childcheck",
+    "pdeath",
+    "handshake",
+    "allocfix",
+    "held",
+];
 /// Shared objects built from `tests/c/NAME.c`.
 const LIBRARIES: &[&str] = &["alloccount"];
 

@@ -43,7 +43,16 @@ mod shared;
 mod spinlock;
 mod stdio;
 
-pub use rwlock::track;
+/// The layouts, by address, for `held_locks` (`actions::held`).
+pub mod held {
+    pub use super::mutex::{
+        mutex_make_free, mutex_make_held_by, mutex_owner_of, mutex_put_back_dead, mutex_robust,
+        mutex_shared,
+    };
+    pub use super::rwlock::{rwlock_make, rwlock_state};
+    pub use super::semaphore::{sem_make_free, sem_value};
+    pub use super::spinlock::{spin_locked, spin_make_free};
+}
 
 use crate::os::buf::Buf;
 use crate::os::symbols::Sym;

@@ -15,6 +15,7 @@ const M_KIND: usize = 16;
 const M_LIST_PREV: usize = 24;
 const M_LIST_NEXT: usize = 32;
 const KIND_ROBUST: i32 = 0x10;
+const KIND_PSHARED: i32 = 0x80;
 const KIND_PI: i32 = 0x20;
 const KIND_PP: i32 = 0x40;
 /// The priority ceiling of a PRIO_PROTECT mutex lives in the lock word.
@@ -273,4 +274,40 @@ pub(super) fn mutex_held(addr: usize, me: libc::pid_t, held: &mut Buf<160>) {
     } else if lock & !PP_CEILING_MASK != 0 {
         held.str("(owner unknown)");
     }
+}
+
+// ---- for held_locks (actions::held): the same layout, by address ---------
+
+/// A process-shared mutex (its memory may be shared with other processes:
+/// never rewritten in a child). glibc sets this bit on robust ones too.
+pub fn mutex_shared(addr: usize) -> bool {
+    // SAFETY: addr is a mutex the program passed to a lock call.
+    unsafe { word(addr, M_KIND) }.load(Ordering::Relaxed) & KIND_PSHARED != 0
+}
+
+/// A robust mutex.
+pub fn mutex_robust(addr: usize) -> bool {
+    // SAFETY: as above.
+    unsafe { word(addr, M_KIND) }.load(Ordering::Relaxed) & KIND_ROBUST != 0
+}
+
+/// The holder's thread id, 0 if none.
+pub fn mutex_owner_of(addr: usize) -> i32 {
+    // SAFETY: as above.
+    unsafe { mutex_owner(addr) }
+}
+
+/// Child: free, type kept. Async-signal-safe.
+pub fn mutex_make_free(addr: usize) {
+    mutex_free(addr)
+}
+
+/// Child: held by `tid`, recursion count kept. Async-signal-safe.
+pub fn mutex_make_held_by(addr: usize, tid: i32) {
+    mutex_held_by(addr, tid)
+}
+
+/// Parent: a robust mutex taken with EOWNERDEAD back to "owner died".
+pub fn mutex_put_back_dead(addr: usize) {
+    mutex_restore_dead(addr)
 }

@@ -11,6 +11,7 @@ const RW_READERS: usize = 0;
 const RW_WRPHASE_FUTEX: usize = 8;
 const RW_WRITERS_FUTEX: usize = 12;
 const RW_CUR_WRITER: usize = 24;
+const RW_SHARED: usize = 28;
 /// `__readers` bits: write phase, write-locked; readers from bit 3.
 const RW_WRPHASE: u32 = 1;
 const RW_WRLOCKED: u32 = 2;
@@ -23,7 +24,7 @@ pub(super) fn rwlock_prepare(addr: usize, acquire: bool, ms: u32) -> Result<u8, 
     if writer != 0 && writer == sys::gettid() {
         return Ok(MINE);
     }
-    let reads = track::reads(addr);
+    let reads = crate::actions::held::my_reads(addr);
     if reads > 0 {
         // Our own read lock keeps writers out; other readers may be inside.
         return Ok(READS | reads.min(0x7f) as u8);
@@ -72,73 +73,6 @@ pub(super) fn rwlock_child(addr: usize, state: u8) {
     debug_assert_eq!(RW_READERS, 0);
 }
 
-/// Read locks per thread, for the rwlocks named by `[[lock]]` actions.
-///
-/// glibc's rwlock counts readers without saying who they are, so whether
-/// the forking thread holds a read lock cannot be read from the lock. Once
-/// a config has an rwlock action, forkguard's `pthread_rwlock_*rdlock` and
-/// `pthread_rwlock_unlock` (exported by `entry::rwlock`, forwarding to
-/// glibc's) count each thread's read locks in a small thread-local table
-/// here. Without such an action they only forward.
-pub mod track {
-    use core::cell::Cell;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    /// Distinct rwlocks one thread can hold for reading and still be counted.
-    const SLOTS: usize = 8;
-
-    static ON: AtomicBool = AtomicBool::new(false);
-
-    thread_local! {
-        static HELD: [Cell<(usize, u32)>; SLOTS] = const { [const { Cell::new((0, 0)) }; SLOTS] };
-    }
-
-    /// Start counting (load time, once the forwarders' targets are bound).
-    pub fn enable() {
-        ON.store(true, Ordering::Release);
-    }
-
-    /// Is counting on? One flag test per forwarded call.
-    pub fn on() -> bool {
-        ON.load(Ordering::Acquire)
-    }
-
-    /// How many read locks this thread holds on `addr`. Async-signal-safe.
-    pub fn reads(addr: usize) -> u32 {
-        if !on() {
-            return 0;
-        }
-        HELD.with(|h| {
-            h.iter()
-                .map(Cell::get)
-                .find(|&(a, _)| a == addr)
-                .map_or(0, |(_, n)| n)
-        })
-    }
-
-    /// This thread took a read lock on `addr`.
-    pub fn took(addr: usize) {
-        HELD.with(|h| {
-            if let Some(c) = h.iter().find(|c| c.get().0 == addr) {
-                c.set((addr, c.get().1.saturating_add(1)));
-            } else if let Some(c) = h.iter().find(|c| c.get().1 == 0) {
-                c.set((addr, 1));
-            }
-        });
-    }
-
-    /// Called before the real unlock: a thread never holds one rwlock for
-    /// reading and writing at once, so a counted read lock is what goes.
-    pub fn releasing(addr: usize) {
-        HELD.with(|h| {
-            if let Some(c) = h.iter().find(|c| c.get().0 == addr && c.get().1 > 0) {
-                let n = c.get().1 - 1;
-                c.set(if n == 0 { (0, 0) } else { (addr, n) });
-            }
-        });
-    }
-}
-
 /// Audit: is it held now, and by whom (see [`super::held`]).
 pub(super) fn rwlock_held(addr: usize, me: libc::pid_t, held: &mut Buf<160>) {
     // SAFETY: a resolved rwlock variable (read only).
@@ -154,11 +88,37 @@ pub(super) fn rwlock_held(addr: usize, me: libc::pid_t, held: &mut Buf<160>) {
         held.str("for reading by ")
             .u64(u64::from(readers >> RW_READER_SHIFT))
             .str(" reader(s)");
-        let mine = track::reads(addr);
+        let mine = crate::actions::held::my_reads(addr);
         if mine > 0 {
             held.str(", ")
                 .u64(u64::from(mine))
                 .str(" of them the forking thread");
         }
     }
+}
+
+/// `held_locks`: an rwlock's `__readers` word, current writer, and
+/// process-shared flag.
+pub fn rwlock_state(addr: usize) -> (u32, i32, bool) {
+    // SAFETY: addr is an rwlock the program passed to a lock call.
+    unsafe {
+        (
+            AtomicU32::from_ptr(addr as *mut u32).load(Ordering::Relaxed),
+            word(addr, RW_CUR_WRITER).load(Ordering::Relaxed),
+            word(addr, RW_SHARED).load(Ordering::Relaxed) != 0,
+        )
+    }
+}
+
+/// `held_locks`, child: write-held by the child's thread (`writer` != 0),
+/// or read-held `reads` times by it, or free. Async-signal-safe.
+pub fn rwlock_make(addr: usize, writer: i32, reads: u32) {
+    let state = if writer != 0 {
+        MINE
+    } else if reads > 0 {
+        READS | reads.min(0x7f) as u8
+    } else {
+        SEEN
+    };
+    rwlock_child(addr, state)
 }

@@ -61,3 +61,22 @@ pub(super) fn semaphore_held(addr: usize, _me: libc::pid_t, held: &mut Buf<160>)
         held.str("(value 0)");
     }
 }
+
+/// `held_locks`: a semaphore's value (None: process-shared, never
+/// touched). glibc's `private` is LLL_PRIVATE (0) or LLL_SHARED (128).
+pub fn sem_value(addr: usize) -> Option<u32> {
+    // SAFETY: addr is a sem_t the program passed to a semaphore call.
+    let (data, private) = unsafe {
+        (
+            AtomicU64::from_ptr(addr as *mut u64).load(Ordering::Relaxed),
+            word(addr, 8).load(Ordering::Relaxed),
+        )
+    };
+    (private == 0).then_some((data & 0xffff_ffff) as u32)
+}
+
+/// `held_locks`, child: value 1, no waiters. Async-signal-safe.
+pub fn sem_make_free(addr: usize) {
+    // SAFETY: as above; the child has one thread.
+    unsafe { AtomicU64::from_ptr(addr as *mut u64) }.store(1, Ordering::Release);
+}

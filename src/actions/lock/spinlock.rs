@@ -48,3 +48,14 @@ pub(super) fn spinlock_held(addr: usize, _me: libc::pid_t, held: &mut Buf<160>) 
         held.str("(a spinlock records no owner)");
     }
 }
+
+/// `held_locks`: is the spinlock taken?
+pub fn spin_locked(addr: usize) -> bool {
+    // SAFETY: addr is a spinlock the program passed to a lock call.
+    unsafe { word(addr, 0) }.load(Ordering::Relaxed) != spin_free()
+}
+
+/// `held_locks`, child: free. Async-signal-safe.
+pub fn spin_make_free(addr: usize) {
+    spin_child(addr, SEEN)
+}
