@@ -397,8 +397,10 @@ pub fn matches(obj: &Loaded, lib: &str, loader_name: Option<&str>, exe: &str) ->
     let base = name.rsplit('/').next().unwrap_or(name);
     name == lib || base == lib || (loader_name.is_some_and(|n| n == name) && !name.is_empty())
 }
-/// The `.symtab` symbol (function or variable) containing the runtime
-/// address `addr` in `obj`'s file: its name and runtime start. Used to name
+
+/// The symbol (function or variable; `.symtab`, else `.dynsym`, read with
+/// the debug-file code's one table reader) containing the runtime address
+/// `addr` in `obj`'s file: its name and runtime start. Used to name
 /// locks and callers that have no dynamic symbol (`forkguard audit`).
 pub fn symbol_containing(obj: &Loaded, addr: usize) -> Option<(String, usize)> {
     let map = Mapped::open(obj.path())?;
@@ -407,16 +409,8 @@ pub fn symbol_containing(obj: &Loaded, addr: usize) -> Option<(String, usize)> {
         return None;
     }
     let link = addr.wrapping_sub(obj.bias) as u64;
-    file.symbols()
-        .filter(|s| {
-            s.is_definition()
-                && matches!(s.kind(), SymbolKind::Text | SymbolKind::Data)
-                && s.address() <= link
-                && link < s.address().saturating_add(s.size().max(1))
-        })
-        .max_by_key(|s| s.address())
-        .and_then(|s| {
-            let name = s.name().ok()?.to_string();
-            Some((name, obj.bias.wrapping_add(s.address() as usize)))
-        })
+    let elf = debugfile::Elf::parse(map.bytes()).ok()?;
+    let at = |t: Result<Option<debugfile::Symtab>, String>| t.ok().flatten()?.at(link);
+    let hit = at(elf.symtab()).or_else(|| at(elf.dynsym()))?;
+    Some((hit.name, obj.bias.wrapping_add(hit.value as usize)))
 }
