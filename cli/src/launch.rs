@@ -91,8 +91,11 @@ pub fn exec(
     if let Some(f) = format {
         c.env(forkguard_core::ENV_LOG_FORMAT, f);
     }
-    c.env_remove(forkguard_core::ENV_DISABLE);
+    // `run` honours FORKGUARD_DISABLE (SPEC 2: it turns every phase off), so
+    // a wrapper script can switch forkguard off without being edited;
+    // `audit` changes nothing anyway and needs the library on.
     if let Mode::Audit = mode {
+        c.env_remove(forkguard_core::ENV_DISABLE);
         c.env(forkguard_core::ENV_AUDIT, "1");
         if log.is_none() {
             c.env(forkguard_core::ENV_LOG, "stderr");

@@ -35,6 +35,7 @@ pub struct RawSettings {
     pub vfork: Option<VforkPolicy>,
     pub lock_timeout_ms: Option<Spanned<i64>>,
     pub handshake_timeout_ms: Option<Spanned<i64>>,
+    pub log_exits: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -111,6 +112,7 @@ pub struct RawFd {
     pub path: Option<Spanned<String>>,
     pub flags: Option<Vec<Spanned<OpenFlag>>>,
     pub mode: Option<Spanned<i64>>,
+    pub spawn: Option<Spanned<bool>>,
     pub programs: Option<Spanned<Vec<Spanned<String>>>>,
 }
 

@@ -5,7 +5,10 @@
 //!
 //! - `fork.rs`: `fork`, `forkpty`, `daemon`, `vfork`;
 //! - `atfork.rs`: the `pthread_atfork` fallback's handlers;
-//! - `rwlock.rs`: the `pthread_rwlock_*` forwarders that count read locks.
+//! - `rwlock.rs`: the `pthread_rwlock_*` forwarders that count read locks;
+//! - `spawn/`: `posix_spawn`, `posix_spawnp`, `system`, `popen`, `pclose`
+//!   and a vfork child's `exec*` for `spawn = true` (SPEC 8.5);
+//! - `wait.rs`: the wait family, noting reaped statuses for `log_exits`.
 //!
 //! Compiled out of unit tests: a test binary must not interpose its own
 //! `fork` or lock calls.
@@ -17,3 +20,5 @@
 pub mod atfork;
 pub mod fork;
 pub mod rwlock;
+pub mod spawn;
+pub mod wait;

@@ -71,6 +71,7 @@ pub fn build(
         };
         actions.push(RtAction {
             label: label.into_bytes(),
+            line: u32::try_from(a.loc.line).unwrap_or(u32::MAX),
             kind,
         });
     }
@@ -122,6 +123,7 @@ pub fn build(
         json,
         vfork_as_fork: settings.vfork == VforkPolicy::Fork,
         handshake_ms: settings.handshake_timeout_ms,
+        log_exits: settings.log_exits,
         actions,
         child,
         audit: false,

@@ -95,6 +95,9 @@ fn activate(rt: Runtime) {
     // From here on forks run phases: bind every libc function now, so that
     // none is looked up in a child or in a signal handler (see `lazy`).
     crate::os::lazy::resolve_all();
+    crate::entry::spawn::init(&rt);
+    crate::entry::wait::init(&rt);
+    crate::phases::fdlog::init(&rt);
     runtime::install(rt);
     crate::entry::atfork::register();
 }
