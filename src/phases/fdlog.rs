@@ -11,6 +11,7 @@
 //! the warning is written once for all of them, and the child needs no
 //! allocation, no lock and no message to its parent. A program `exec`ed
 //! anew loads the config again and warns again.
+use super::log::{emit, json_head as json_start, Line};
 use crate::os::buf::Buf;
 use crate::phases::runtime::{LogTarget, RtKind, Runtime};
 use crate::os::sys;
@@ -55,33 +56,6 @@ impl Counts {
     fn all(&self) -> &[(u16, u32)] {
         self.items.get(..self.n).unwrap_or(&[])
     }
-}
-
-type Line = Buf<1024>;
-
-fn emit(rt: &Runtime, line: &mut Line) {
-    let bytes = line.end_line();
-    match &rt.log {
-        LogTarget::Off => {}
-        LogTarget::Stderr => sys::write_all(2, bytes),
-        LogTarget::File(path) => sys::append_to(path, bytes),
-    }
-}
-
-fn json_start(line: &mut Line, pid: i64, event: &str) {
-    let ns = sys::wall_ns();
-    line.str("{\"ts\":").u64(ns / 1_000_000_000).byte(b'.');
-    let frac = (ns % 1_000_000_000) / 1000;
-    let mut div = 100_000;
-    while div > 0 {
-        line.byte(b'0' + ((frac / div) % 10) as u8);
-        div /= 10;
-    }
-    line.str(",\"pid\":")
-        .i64(pid)
-        .str(",\"event\":\"")
-        .str(event)
-        .byte(b'"');
 }
 
 /// Child, after the fd actions, when logging: the counts line, and the

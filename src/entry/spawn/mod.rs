@@ -31,8 +31,7 @@ mod call;
 mod exec;
 mod shell;
 
-use crate::os::buf::Buf;
-use crate::phases::runtime::{self, LogTarget, RtKind, Runtime};
+use crate::phases::runtime::{self, RtKind, Runtime};
 use crate::actions::fd;
 use crate::os::sys;
 use crate::phases;
@@ -270,16 +269,7 @@ pub(super) fn for_each_left_out(
 
 // ---- log ---------------------------------------------------------------------
 
-type Line = Buf<1024>;
-
-fn emit(rt: &Runtime, line: &mut Line) {
-    let bytes = line.end_line();
-    match &rt.log {
-        LogTarget::Off => {}
-        LogTarget::Stderr => sys::write_all(2, bytes),
-        LogTarget::File(path) => sys::append_to(path, bytes),
-    }
-}
+use crate::phases::log::{emit, json_head, Line};
 
 /// `forkguard[P] spawn /bin/sh via system -> 4250: left out fds 5, 7`.
 #[cold]
@@ -288,11 +278,8 @@ pub(super) fn log_spawn(rt: &Runtime, via: &str, prog: &[u8], child: pid_t, fds:
     let mut line = Line::new();
     let me = i64::from(sys::getpid());
     if rt.json {
-        line.str("{\"ts\":").u64(sys::wall_ns() / 1_000_000_000);
-        line.str(",\"pid\":")
-            .i64(me)
-            .str(",\"event\":\"spawn\",\"via\":\"");
-        line.str(via).str("\",\"path\":\"").json_str(prog);
+        json_head(&mut line, me, "spawn");
+        line.str(",\"via\":\"").str(via).str("\",\"path\":\"").json_str(prog);
         line.str("\",\"child\":")
             .i64(i64::from(child))
             .str(",\"fds\":[");
@@ -326,10 +313,8 @@ pub(super) fn log_exec(rt: &Runtime, n: u32) {
     let mut line = Line::new();
     let me = i64::from(sys::getpid());
     if rt.json {
-        line.str("{\"ts\":").u64(sys::wall_ns() / 1_000_000_000);
-        line.str(",\"pid\":")
-            .i64(me)
-            .str(",\"event\":\"spawn\",\"via\":\"vfork\",\"left_out\":");
+        json_head(&mut line, me, "spawn");
+        line.str(",\"via\":\"vfork\",\"left_out\":");
         line.u64(u64::from(n)).byte(b'}');
     } else {
         line.str("forkguard[")
