@@ -141,5 +141,32 @@ say "with held_locks = \"reinit\" (CPython's locks are binary semaphores, freed 
 "$fg" run -c "$out/held-py.toml" -- "$py" tests/py/held.py logging 20 5 "$out" 2>&1 | sed 's/^/    /'
 say "and multiprocessing.Pool (fork) while a thread writes to a buffered file:"
 "$fg" run -c "$out/held-py.toml" -- "$py" tests/py/held.py pool 5 5 "$out" 2>&1 | sed 's/^/    /'
+# spawn = true (SPEC 8.5): a helper started with system() by a Python server.
+spawn_scene() {
+    local port mode
+    bold "5. A helper started with system() keeps the port (no fork() in the server)"
+    port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    for mode in without with; do
+        say "$mode forkguard:"
+        if [ "$mode" = with ]; then
+            say "([[fd]] select = { kind = \"listen\" }, action = \"cloexec\", spawn = true)"
+            "$fg" run -c "$cfg" -- "$py" scripts/demo/spawn_helper.py "$port" "$out/helper.pid" 2>&1 | sed 's/^/    /'
+        else
+            "$py" scripts/demo/spawn_helper.py "$port" "$out/helper.pid" | sed 's/^/    /'
+        fi
+        "$py" scripts/demo/restart.py "$port" | sed 's/^/    /' || true
+        kill "$(cat "$out/helper.pid")" 2>/dev/null || true
+        sleep 0.2
+    done
+}
+spawn_scene
+
+# log_exits (SPEC 8.5): a prefork server whose worker crashes.
+exits_scene() {
+    bold "6. A worker that crashes, seen in the log (log_exits = true)"
+    "$fg" run -c "$cfg" -- "$py" scripts/demo/crashy_workers.py 2>&1 | grep -v ' fork -> \| child of \|config \| fd actions: \| warning: ' | sed 's/^/    /'
+    say "(the server reaped its workers itself: forkguard only looked, with pidfds)"
+}
+exits_scene
 
 bold "Done. See README.md for the config format, scripts/test.sh for the tests."

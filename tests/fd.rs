@@ -651,7 +651,9 @@ fn audit_lists_what_each_fd_action_would_select() {
         .find(|l| l.contains(" audit fork via fork"))
         .unwrap_or_else(|| panic!("no audit line:\n{log}"));
     assert!(
-        audit.contains("; fd close -> 5-6; fd disconnect -> none; fd devnull -> 1,6"),
+        audit.contains(
+            "; fd close (line 6) -> 5-6; fd disconnect (line 10) -> none; fd devnull (line 14) -> 1,6"
+        ),
         "{audit}"
     );
     assert!(

@@ -293,12 +293,16 @@ fn audit_reports_which_configured_locks_are_held_and_by_whom() {
         .split("configured locks held: ")
         .nth(1)
         .unwrap_or_else(|| panic!("{line}"));
-    assert!(held.starts_with("lock g_mutex by tid "), "{line}");
+    assert!(held.starts_with("lock g_mutex (line "), "{line}");
+    assert!(held.contains(") by tid "), "{line}");
     assert!(
         !held.contains("g_rwlock") && !held.contains("g_mutex2"),
         "free locks are not listed: {line}"
     );
-    let tid: i64 = held["lock g_mutex by tid ".len()..]
+    let tid: i64 = held
+        .split(") by tid ")
+        .nth(1)
+        .unwrap_or("")
         .split(|c: char| !c.is_ascii_digit())
         .next()
         .unwrap()

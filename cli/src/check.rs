@@ -46,7 +46,7 @@ fn print_plan(plan: &Plan) {
     let s = &plan.settings;
     println!("{}: valid", plan.file);
     println!(
-        "settings: programs = {}; on_error = {}; log = {}; log_format = {}; vfork = {}; lock_timeout_ms = {}; handshake_timeout_ms = {}; libc_locks = {}; held_locks = {}",
+        "settings: programs = {}; on_error = {}; log = {}; log_format = {}; vfork = {}; lock_timeout_ms = {}; handshake_timeout_ms = {}; libc_locks = {}; held_locks = {}; log_exits = {}",
         programs(&s.programs),
         format!("{:?}", s.on_error).to_lowercase(),
         match &s.log {
@@ -59,7 +59,8 @@ fn print_plan(plan: &Plan) {
         s.lock_timeout_ms,
         s.handshake_timeout_ms,
         format!("{:?}", s.libc_locks).to_lowercase(),
-        format!("{:?}", s.held_locks).to_lowercase()
+        format!("{:?}", s.held_locks).to_lowercase(),
+        s.log_exits
     );
     if plan.is_empty() {
         println!("no actions: every fork passes through unchanged");
@@ -146,6 +147,17 @@ fn print_plan(plan: &Plan) {
         child.push(format!("[child] {}", parts.join(", ")));
     }
     child.extend(calls.into_iter().map(|(_, d)| d));
+    let spawned: Vec<String> = acts
+        .iter()
+        .filter(|a| matches!(&a.kind, ActionKind::Fd(f) if f.spawn))
+        .map(|a| describe(a, ""))
+        .collect();
+    if !spawned.is_empty() {
+        println!("spawned programs (posix_spawn, posix_spawnp, system, popen, vfork + exec): not inherited:");
+        for (i, d) in spawned.iter().enumerate() {
+            println!("  {}. {d}", i + 1);
+        }
+    }
     for (name, list) in [("prepare", prepare), ("parent", parent), ("child", child)] {
         println!("{name}:");
         if list.is_empty() {
@@ -216,6 +228,9 @@ fn describe(a: &Action, what: &str) -> String {
             let mut s = format!("fd {} [{}]", f.action.name(), keys.join(", "));
             if let Some(p) = &f.path {
                 s.push_str(&format!(" -> {p}"));
+            }
+            if f.spawn {
+                s.push_str(", also for spawned programs");
             }
             s
         }

@@ -94,9 +94,15 @@ pub fn exec(
     if let Some(f) = format {
         c.env(forkguard_core::ENV_LOG_FORMAT, f);
     }
-    c.env_remove(forkguard_core::ENV_DISABLE);
-    if !matches!(mode, Mode::Run) && log.is_none() {
-        c.env(forkguard_core::ENV_LOG, "stderr");
+    // `run` honours FORKGUARD_DISABLE (SPEC 2: it turns every phase off), so
+    // a wrapper script can switch forkguard off without being edited;
+    // `audit` (with or without --suggest) changes nothing anyway and needs
+    // the library on.
+    if !matches!(mode, Mode::Run) {
+        c.env_remove(forkguard_core::ENV_DISABLE);
+        if log.is_none() {
+            c.env(forkguard_core::ENV_LOG, "stderr");
+        }
     }
     match &mode {
         Mode::Run => {}

@@ -51,6 +51,8 @@ struct Launch {
 #[derive(Subcommand)]
 enum Command {
     /// Run CMD with libforkguard.so preloaded and the config set.
+    /// FORKGUARD_DISABLE=1 in the environment still turns every phase off
+    /// (the library stays loaded, a pure pass-through).
     Run(Launch),
     /// Validate a config and print the resolved plan, phase by phase.
     Check {

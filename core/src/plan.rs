@@ -45,6 +45,8 @@ pub struct Settings {
     /// SPEC 8.4: track every pthread lock and binary semaphore, and free
     /// (or first wait for) those another thread holds at the fork.
     pub held_locks: HeldLocks,
+    /// Log each forked child's exit (SPEC 8.5).
+    pub log_exits: bool,
 }
 
 impl Default for Settings {
@@ -59,6 +61,7 @@ impl Default for Settings {
             handshake_timeout_ms: 0,
             libc_locks: LibcLocks::Off,
             held_locks: HeldLocks::Off,
+            log_exits: false,
         }
     }
 }
@@ -187,6 +190,10 @@ pub struct FdSpec {
     pub path: Option<String>,
     pub flags: Vec<OpenFlag>,
     pub mode: u32,
+    /// Also leave the selected descriptors out of programs started with
+    /// `posix_spawn`, `posix_spawnp`, `system` and `popen` (SPEC 8.5):
+    /// `close` and `cloexec` only.
+    pub spawn: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -239,10 +246,32 @@ impl Endpoint {
                         "write an IPv6 address in brackets: \"[{h}]:{port}\""
                     ))
                 }
-                None => Some(IpAddr::V4(h.parse().map_err(|_| bad())?)),
+                None => Some(IpAddr::V4(h.parse().map_err(|_| not_an_address(h, port))?)),
             },
         };
         Ok(Endpoint { host, port })
+    }
+}
+
+/// The message for a host that is not an IP address: forkguard matches
+/// the addresses the kernel reports and never resolves names (no DNS in a
+/// child after fork, and a name can stand for several addresses).
+fn not_an_address(host: &str, port: u16) -> String {
+    let loopback = host.contains("localhost") || host.contains("loopback");
+    if host.is_empty() || !host.bytes().any(|b| b.is_ascii_alphabetic()) {
+        return format!(
+            "expected \"host:port\" with an IP address, or \"*:{port}\" for any host, not {:?}",
+            format!("{host}:{port}")
+        );
+    }
+    if loopback {
+        format!(
+            "host names are not resolved ({host:?}): write \"127.0.0.1:{port}\" or \"[::1]:{port}\" (a client may connect over either), or \"*:{port}\" for any host"
+        )
+    } else {
+        format!(
+            "host names are not resolved ({host:?}): write the IP address the socket uses, or \"*:{port}\" for any host"
+        )
     }
 }
 
@@ -381,7 +410,8 @@ impl Plan {
 
     /// Nothing to do at any fork.
     pub fn is_empty(&self) -> bool {
-        self.actions.is_empty()
+        !self.settings.log_exits
+            && self.actions.is_empty()
             && self.child.as_ref().is_none_or(|c| c.is_empty())
             && self.settings.libc_locks == LibcLocks::Off
             && self.settings.held_locks == HeldLocks::Off
@@ -473,6 +503,7 @@ fn settings(cx: &Ctx, s: RawSettings) -> Result<Settings, ConfigError> {
     }
     out.libc_locks = s.libc_locks.unwrap_or_default();
     out.held_locks = s.held_locks.unwrap_or_default();
+    out.log_exits = s.log_exits.unwrap_or(false);
     Ok(out)
 }
 
@@ -760,6 +791,21 @@ fn fd(cx: &Ctx, f: Spanned<RawFd>) -> Result<Action, ConfigError> {
         }
         _ => {}
     }
+    let spawn = match &f.spawn {
+        Some(v) if *v.get_ref() => {
+            if !matches!(action, FdActionKind::Close | FdActionKind::Cloexec) {
+                return Err(cx.err(
+                    v.span(),
+                    format!(
+                        "spawn = true applies to action = \"close\" or \"cloexec\" only (a spawned program can only be started without a descriptor), not to action = {:?}",
+                        action.name()
+                    ),
+                ));
+            }
+            true
+        }
+        _ => false,
+    };
     let mut path = None;
     let mut flags = Vec::new();
     let mut mode = 0o600;
@@ -811,6 +857,7 @@ fn fd(cx: &Ctx, f: Spanned<RawFd>) -> Result<Action, ConfigError> {
             path,
             flags,
             mode,
+            spawn,
         }),
         programs: narrow(cx, f.programs)?,
         loc,

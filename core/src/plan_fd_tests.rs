@@ -350,3 +350,71 @@ fn symbols_with_source_file_and_offsets() {
     let off = Plan::parse("f", "version = 1\n[settings]\nlibc_locks = \"off\"\n").unwrap();
     assert!(off.is_empty());
 }
+
+#[test]
+fn spawn_on_close_and_cloexec_only() {
+    let f = fd_spec("[[fd]]\nselect = { kind = \"listen\" }\naction = \"close\"\nspawn = true\n");
+    assert!(f.spawn);
+    let f = fd_spec("[[fd]]\nselect = { from = 3 }\naction = \"cloexec\"\nspawn = true\n");
+    assert!(f.spawn);
+    let f = fd_spec("[[fd]]\nselect = { from = 3 }\naction = \"cloexec\"\nspawn = false\n");
+    assert!(!f.spawn);
+    let f = fd_spec("[[fd]]\nselect = { from = 3 }\naction = \"close\"\n");
+    assert!(!f.spawn, "off by default");
+    for (action, extra) in [
+        ("devnull", ""),
+        ("reopen", "path = \"/tmp/x\"\n"),
+        ("disconnect", ""),
+        ("renew", ""),
+    ] {
+        let kind = if action == "renew" { "epoll" } else { "socket" };
+        let (line, col, msg) = fd_err(&format!(
+            "[[fd]]\nselect = {{ kind = \"{kind}\" }}\naction = \"{action}\"\n{extra}spawn = true\n"
+        ));
+        let spawn_line = if extra.is_empty() { 5 } else { 6 };
+        assert_eq!((line, col), (spawn_line, 9), "{action}: {msg}");
+        assert!(
+            msg.contains("spawn = true") && msg.contains(action),
+            "{msg}"
+        );
+    }
+    // Not a boolean: the parser's own error, at the value.
+    let (line, _, _) = fd_err("[[fd]]\nselect = { from = 3 }\naction = \"close\"\nspawn = 1\n");
+    assert_eq!(line, 5);
+}
+
+#[test]
+fn log_exits_setting() {
+    let p = parse("version = 1\n[settings]\nlog_exits = true\n").unwrap();
+    assert!(p.settings.log_exits);
+    let p = parse("version = 1\n[settings]\nlog = \"stderr\"\n").unwrap();
+    assert!(!p.settings.log_exits);
+    let e = parse("version = 1\n[settings]\nlog_exits = \"yes\"\n").unwrap_err();
+    assert_eq!(e.line, 3);
+}
+
+#[test]
+fn host_names_are_not_resolved() {
+    let e = Endpoint::parse("db.internal:5432").unwrap_err();
+    assert!(e.contains("host names are not resolved"), "{e}");
+    assert!(e.contains("\"*:5432\""), "{e}");
+    assert!(!e.contains("[::1]"), "{e}");
+    let e = Endpoint::parse("ip6-localhost:6379").unwrap_err();
+    assert!(
+        e.contains("\"[::1]:6379\"")
+            && e.contains("\"127.0.0.1:6379\"")
+            && e.contains("\"*:6379\""),
+        "{e}"
+    );
+    // Not a name: the plain format message.
+    let e = Endpoint::parse("1.2.3:4").unwrap_err();
+    assert!(e.contains("\"*:4\"") && !e.contains("names"), "{e}");
+    // Through the config, with its location.
+    let (line, col, msg) =
+        fd_err("[[fd]]\nselect = { peer = \"db.internal:5432\" }\naction = \"disconnect\"\n");
+    assert_eq!((line, col), (3, 19));
+    assert!(
+        msg.starts_with("peer: host names are not resolved"),
+        "{msg}"
+    );
+}

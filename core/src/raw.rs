@@ -37,6 +37,7 @@ pub struct RawSettings {
     pub handshake_timeout_ms: Option<Spanned<i64>>,
     pub libc_locks: Option<LibcLocks>,
     pub held_locks: Option<HeldLocks>,
+    pub log_exits: Option<bool>,
 }
 
 /// `[settings] libc_locks` (SPEC 8.3): glibc's own internal locks.
@@ -142,6 +143,7 @@ pub struct RawFd {
     pub path: Option<Spanned<String>>,
     pub flags: Option<Vec<Spanned<OpenFlag>>>,
     pub mode: Option<Spanned<i64>>,
+    pub spawn: Option<Spanned<bool>>,
     pub programs: Option<Spanned<Vec<Spanned<String>>>>,
 }
 

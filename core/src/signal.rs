@@ -62,6 +62,12 @@ pub fn parse(name: &str) -> Option<i32> {
     NAMES.iter().find(|(n, _)| *n == bare).map(|&(_, v)| v)
 }
 
+/// The bare name of a signal number (`SEGV`), without allocating: the
+/// first of its names (`ABRT` before `IOT`). None for real-time signals.
+pub fn short_name(sig: i32) -> Option<&'static str> {
+    NAMES.iter().find(|&&(_, v)| v == sig).map(|&(n, _)| n)
+}
+
 /// The conventional name of a signal number, for printing plans.
 pub fn name(sig: i32) -> String {
     match NAMES.iter().find(|&&(_, v)| v == sig) {
@@ -84,5 +90,8 @@ mod tests {
         assert_eq!(parse("NOPE"), None);
         assert_eq!(parse("0"), None);
         assert_eq!(name(15), "SIGTERM");
+        assert_eq!(short_name(11), Some("SEGV"));
+        assert_eq!(short_name(6), Some("ABRT"));
+        assert_eq!(short_name(40), None);
     }
 }

@@ -67,6 +67,9 @@ extern "C" fn vfork_as_fork() -> pid_t {
 /// Where `vfork` goes: the real one (default, passthrough) or a fork with
 /// phases. Called from the naked `vfork` below, before any process exists.
 extern "C" fn vfork_target() -> usize {
+    // The child may exec through our exec wrappers: libc's are found now,
+    // in the parent, never by a look-up in the vfork child.
+    crate::entry::spawn::before_vfork();
     match crate::phases::runtime::get() {
         Some(rt) if rt.vfork_as_fork && !phases::busy() => vfork_as_fork as *const () as usize,
         _ => real_vfork(),

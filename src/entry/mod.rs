@@ -7,6 +7,9 @@
 //! - `atfork.rs`: the `pthread_atfork` fallback's handlers;
 //! - `held.rs`: the pthread lock and semaphore entry points (`held_locks`,
 //!   audit, rwlock actions): one indirect jump each.
+//! - `spawn/`: `posix_spawn`, `posix_spawnp`, `system`, `popen`, `pclose`
+//!   and a vfork child's `exec*` for `spawn = true` (SPEC 8.5);
+//! - `wait.rs`: the wait family, noting reaped statuses for `log_exits`.
 //!
 //! Compiled out of unit tests: a test binary must not interpose its own
 //! `fork` or lock calls.
@@ -18,3 +21,5 @@
 pub mod atfork;
 pub mod fork;
 pub mod held;
+pub mod spawn;
+pub mod wait;

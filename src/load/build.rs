@@ -71,6 +71,7 @@ pub fn build(
         };
         actions.push(RtAction {
             label: label.into_bytes(),
+            line: u32::try_from(a.loc.line).unwrap_or(u32::MAX),
             kind,
         });
     }
@@ -124,6 +125,7 @@ pub fn build(
         handshake_ms: settings.handshake_timeout_ms,
         held_locks: settings.held_locks,
         lock_timeout_ms: settings.lock_timeout_ms,
+        log_exits: settings.log_exits,
         actions,
         child,
         audit: false,

@@ -107,6 +107,9 @@ fn activate(rt: Runtime) {
     // none is looked up in a child or in a signal handler (see `lazy`).
     crate::os::lazy::resolve_all();
     crate::entry::held::install(rt.held_locks, rt.audit, rt.lock_timeout_ms);
+    crate::entry::spawn::init(&rt);
+    crate::entry::wait::init(&rt);
+    crate::phases::fdlog::init(&rt);
     runtime::install(rt);
     crate::entry::atfork::register();
 }

@@ -70,6 +70,29 @@ wrap! {
     fn socket(domain: c_int, ty: c_int, proto: c_int) -> c_int;
     fn socketpair(domain: c_int, ty: c_int, proto: c_int, fds: *mut c_int) -> c_int;
     fn timerfd_create(clock: clockid_t, flags: c_int) -> c_int;
+    // spawn = true (entry::spawn): posix_spawn's helpers, system, popen.
+    fn posix_spawn_file_actions_init(fa: *mut libc::posix_spawn_file_actions_t) -> c_int;
+    fn posix_spawn_file_actions_destroy(fa: *mut libc::posix_spawn_file_actions_t) -> c_int;
+    fn posix_spawn_file_actions_addclose(fa: *mut libc::posix_spawn_file_actions_t, fd: c_int) -> c_int;
+    fn posix_spawn_file_actions_adddup2(fa: *mut libc::posix_spawn_file_actions_t, fd: c_int, newfd: c_int) -> c_int;
+    fn posix_spawn_file_actions_addopen(
+        fa: *mut libc::posix_spawn_file_actions_t,
+        fd: c_int,
+        path: *const c_char,
+        oflag: c_int,
+        mode: libc::mode_t
+    ) -> c_int;
+    fn posix_spawnattr_init(a: *mut libc::posix_spawnattr_t) -> c_int;
+    fn posix_spawnattr_destroy(a: *mut libc::posix_spawnattr_t) -> c_int;
+    fn posix_spawnattr_setsigmask(a: *mut libc::posix_spawnattr_t, m: *const libc::sigset_t) -> c_int;
+    fn posix_spawnattr_setsigdefault(a: *mut libc::posix_spawnattr_t, m: *const libc::sigset_t) -> c_int;
+    fn posix_spawnattr_setflags(a: *mut libc::posix_spawnattr_t, flags: libc::c_short) -> c_int;
+    fn sigemptyset(set: *mut libc::sigset_t) -> c_int;
+    fn sigaddset(set: *mut libc::sigset_t, sig: c_int) -> c_int;
+    fn pthread_sigmask(how: c_int, set: *const libc::sigset_t, old: *mut libc::sigset_t) -> c_int;
+    fn pipe2(fds: *mut c_int, flags: c_int) -> c_int;
+    fn fdopen(fd: c_int, mode: *const c_char) -> *mut FILE;
+    fn fclose(f: *mut FILE) -> c_int;
 }
 
 /// glibc functions the libc crate does not declare (glibc 2.34+ and stdio).
@@ -93,6 +116,22 @@ mod glibc {
         ) -> c_int;
         pub fn ftrylockfile(f: *mut FILE) -> c_int;
         pub fn funlockfile(f: *mut FILE);
+        pub fn posix_spawn_file_actions_addchdir_np(
+            fa: *mut libc::posix_spawn_file_actions_t,
+            path: *const libc::c_char,
+        ) -> c_int;
+        pub fn posix_spawn_file_actions_addfchdir_np(
+            fa: *mut libc::posix_spawn_file_actions_t,
+            fd: c_int,
+        ) -> c_int;
+        pub fn posix_spawn_file_actions_addclosefrom_np(
+            fa: *mut libc::posix_spawn_file_actions_t,
+            from: c_int,
+        ) -> c_int;
+        pub fn posix_spawn_file_actions_addtcsetpgrp_np(
+            fa: *mut libc::posix_spawn_file_actions_t,
+            fd: c_int,
+        ) -> c_int;
     }
 }
 
@@ -116,6 +155,10 @@ wrap_glibc! {
     fn sem_clockwait(s: *mut libc::sem_t, clock: clockid_t, abstime: *const timespec) -> c_int;
     fn ftrylockfile(f: *mut FILE) -> c_int;
     fn funlockfile(f: *mut FILE);
+    fn posix_spawn_file_actions_addchdir_np(fa: *mut libc::posix_spawn_file_actions_t, path: *const c_char) -> c_int;
+    fn posix_spawn_file_actions_addfchdir_np(fa: *mut libc::posix_spawn_file_actions_t, fd: c_int) -> c_int;
+    fn posix_spawn_file_actions_addclosefrom_np(fa: *mut libc::posix_spawn_file_actions_t, from: c_int) -> c_int;
+    fn posix_spawn_file_actions_addtcsetpgrp_np(fa: *mut libc::posix_spawn_file_actions_t, fd: c_int) -> c_int;
 }
 
 /// `open(2)` through libc; `mode` is only read with `O_CREAT`/`O_TMPFILE`.

@@ -26,8 +26,14 @@ pub unsafe fn syscall(n: c_long, a: [usize; 6]) -> isize {
     }
 }
 
+/// One system call, its result as the kernel returns it (`-errno` on
+/// failure): `errno` is not touched, so it may run on a thread without
+/// thread-local storage of its own (the `log_exits` watcher).
+///
+/// # Safety
+/// The arguments must be valid for system call `n`.
 #[cfg(target_arch = "x86_64")]
-unsafe fn raw(n: c_long, a: [usize; 6]) -> isize {
+pub unsafe fn raw(n: c_long, a: [usize; 6]) -> isize {
     let ret: isize;
     // SAFETY: the Linux x86_64 system call convention; rcx and r11 are
     // clobbered by the instruction, memory may be read/written by the kernel.
@@ -45,7 +51,7 @@ unsafe fn raw(n: c_long, a: [usize; 6]) -> isize {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn raw(n: c_long, a: [usize; 6]) -> isize {
+pub unsafe fn raw(n: c_long, a: [usize; 6]) -> isize {
     // SAFETY: forwarded contract; libc's syscall() reports errors in errno.
     let r = unsafe { libc::syscall(n, a[0], a[1], a[2], a[3], a[4], a[5]) } as isize;
     if r == -1 {

@@ -108,7 +108,8 @@ fn locks(rt: &Runtime, line: &mut Buf<1024>) {
         } else {
             "; configured locks held: "
         });
-        line.push(&a.label).byte(b' ').push(held.as_bytes());
+        line.push(&a.label).str(" (line ").u64(u64::from(a.line)).str(") ");
+        line.push(held.as_bytes());
         any = true;
     }
     if !any && rt.actions.iter().any(|a| matches!(a.kind, RtKind::Lock(_))) {
@@ -120,7 +121,7 @@ fn locks(rt: &Runtime, line: &mut Buf<1024>) {
 fn fds(rt: &Runtime, line: &mut Buf<1024>) {
     for a in &rt.actions {
         if let RtKind::Fd(f) = &a.kind {
-            crate::actions::fd::audit(f, &a.label, line);
+            crate::actions::fd::audit(f, &a.label, a.line, line);
         }
     }
 }

@@ -23,6 +23,8 @@
 //!   second time.
 
 pub mod audit;
+pub mod exits;
+pub mod fdlog;
 pub mod handshake;
 pub mod log;
 pub mod runtime;
@@ -251,6 +253,10 @@ fn parent_phase(rt: &Runtime, st: &mut ForkState, pid: pid_t, err: c_int) {
     if st.timing && !rt.audit {
         let parent_ns = sys::now_ns().saturating_sub(t1);
         log::log_parent(rt, st, pid, err, &tally, parent_ns);
+        // Only with a log: an exit line needs one (no cost otherwise).
+        if rt.log_exits {
+            exits::forked(pid);
+        }
     }
 }
 
@@ -310,10 +316,15 @@ fn child_phase(rt: &Runtime, st: &mut ForkState) -> sys::SigMask {
 #[inline(never)]
 #[link_section = ".text.fg_hot"]
 fn fd_actions(rt: &Runtime, parent_pid: pid_t, tally: &mut Tally) {
+    // Descriptors each action acted on, for the log (`fdlog`).
+    let mut counts = fdlog::Counts::new();
     for (i, a) in rt.actions.iter().enumerate() {
         if let RtKind::Fd(f) = &a.kind {
-            crate::actions::fd::child(f, i, parent_pid, tally);
+            counts.push(i, crate::actions::fd::child(f, i, parent_pid, tally));
         }
+    }
+    if !matches!(rt.log, LogTarget::Off) {
+        fdlog::child(rt, &counts);
     }
 }
 

@@ -42,6 +42,8 @@ pub struct Runtime {
     /// `[settings] held_locks`, and its wait (`lock_timeout_ms`).
     pub held_locks: forkguard_core::plan::HeldLocks,
     pub lock_timeout_ms: u32,
+    /// `log_exits`: each forked child's exit is logged (see `exits`).
+    pub log_exits: bool,
     /// Lock, call, zero and fd actions in declaration order.
     pub actions: Vec<RtAction>,
     pub child: Option<crate::actions::child::ChildPlan>,
@@ -67,6 +69,8 @@ pub struct Runtime {
 /// One action, with a label for messages (`call foo`, `lock g_lock`).
 pub struct RtAction {
     pub label: Vec<u8>,
+    /// The config line of its table (audit and fd reports name it so).
+    pub line: u32,
     pub kind: RtKind,
 }
 

@@ -108,66 +108,87 @@ impl FdAction {
     }
 }
 
-/// Child: apply one fd action (number `i`) to every descriptor it selects.
+/// The count of an action that one `close_range` did (not counted).
+pub const RANGE: u32 = u32::MAX;
+
+/// Child: apply one fd action (number `i`) to every descriptor it selects;
+/// returns how many it acted on ([`RANGE`] for a `close_range`).
 /// It counts once as ok when nothing failed; otherwise each descriptor it
 /// could not handle is one failure (`fd 7 reopen /x: EACCES`).
 /// Async-signal-safe.
 #[link_section = ".text.fg_hot"]
-pub fn child(f: &FdAction, i: usize, parent: libc::pid_t, t: &mut Tally) {
+pub fn child(f: &FdAction, i: usize, parent: libc::pid_t, t: &mut Tally) -> u32 {
     let ids = Ids { parent };
     let failed = t.failed;
-    run(f, u16::try_from(i).unwrap_or(u16::MAX), &ids, t);
+    let n = run(f, u16::try_from(i).unwrap_or(u16::MAX), &ids, t);
     if t.failed == failed {
         t.ok();
     }
+    n
 }
 
 #[link_section = ".text.fg_hot"]
-fn run(f: &FdAction, i: u16, ids: &Ids, t: &mut Tally) {
+fn run(f: &FdAction, i: u16, ids: &Ids, t: &mut Tally) -> u32 {
     if f.sel.pure_range
         && matches!(f.op, Op::Close | Op::Cloexec)
         && close_ranges(&f.sel, matches!(f.op, Op::Cloexec))
     {
-        return;
+        return RANGE;
     }
     // A `path` pattern needs the whole link target; classifying a kind
     // needs only its start (`anon_inode:[eventpoll]`, `/memfd:`): the
     // smaller buffer keeps the common case within the stack pages already
     // in use.
     if f.sel.path.is_some() {
-        run_path(f, i, ids, t);
+        run_path(f, i, ids, t)
     } else {
-        run_with(f, i, ids, t, &mut [0u8; 64]);
+        run_with(f, i, ids, t, &mut [0u8; 64])
     }
 }
 
 #[inline(never)]
-fn run_path(f: &FdAction, i: u16, ids: &Ids, t: &mut Tally) {
-    run_with(f, i, ids, t, &mut [0u8; PATH_BUF]);
+fn run_path(f: &FdAction, i: u16, ids: &Ids, t: &mut Tally) -> u32 {
+    run_with(f, i, ids, t, &mut [0u8; PATH_BUF])
 }
 
 #[link_section = ".text.fg_hot"]
-fn run_with(f: &FdAction, i: u16, ids: &Ids, t: &mut Tally, link: &mut [u8]) {
+fn run_with(f: &FdAction, i: u16, ids: &Ids, t: &mut Tally, link: &mut [u8]) -> u32 {
+    let mut n = 0u32;
     // Inlined into `visit`: a closure cannot be placed in `.text.fg_hot`.
     visit(
         &f.sel,
         #[inline(always)]
         |fd| {
             if let Some(kind) = selects(&f.sel, fd, link) {
+                n = n.saturating_add(1);
                 if let Err(e) = apply(&f.op, fd, kind, ids) {
                     t.fail(i, fd, e);
                 }
             }
         },
     );
+    n
 }
 
-/// Audit: append which descriptors the fd action would select now:
-/// `; fd close -> 3-9,12; fd disconnect -> none`. Parent side, in prepare;
-/// changes nothing.
-pub fn audit(f: &FdAction, label: &[u8], line: &mut Buf<1024>) {
+/// Calls `each(fd)` for every open descriptor `f` selects, changing
+/// nothing (spawned programs, `entry::spawn`). `link` is scratch space for
+/// the `/proc/self/fd/N` target (4096 bytes for a `path` selector).
+/// Async-signal-safe.
+pub fn for_each_selected(f: &FdAction, link: &mut [u8], mut each: impl FnMut(c_int)) {
+    visit(&f.sel, |fd| {
+        if selects(&f.sel, fd, link).is_some() {
+            each(fd);
+        }
+    });
+}
+
+/// Audit: append which descriptors the fd action (named by its config
+/// line) would select now: `; fd close (line 7) -> 3-9,12; fd disconnect
+/// (line 12) -> none`. Parent side, in prepare; changes nothing.
+pub fn audit(f: &FdAction, label: &[u8], config_line: u32, line: &mut Buf<1024>) {
     let mut link = [0u8; PATH_BUF];
-    line.str("; fd ").push(label).str(" ->");
+    line.str("; fd ").push(label);
+    line.str(" (line ").u64(u64::from(config_line)).str(") ->");
     let mut run: Option<(c_int, c_int)> = None;
     let mut any = false;
     let flush = |line: &mut Buf<1024>, r: (c_int, c_int), any: &mut bool| {
