@@ -10,7 +10,9 @@ pub mod error;
 pub mod glob;
 pub mod load;
 pub mod plan;
+pub mod python;
 pub mod raw;
+pub mod recipes;
 pub mod signal;
 
 pub use error::ConfigError;

@@ -13,6 +13,7 @@ pub mod call;
 pub mod child;
 pub mod fd;
 pub mod lock;
+pub mod python;
 pub mod zero;
 
 use forkguard_core::plan::MAX_ACTIONS;

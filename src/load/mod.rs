@@ -42,7 +42,9 @@ pub fn init() {
     }
     config::remember(store, &plan);
     let program = program(
-        !plan.settings.programs.is_empty() || plan.actions.iter().any(|a| !a.programs.is_empty()),
+        !plan.settings.programs.is_empty()
+            || plan.actions.iter().any(|a| !a.programs.is_empty())
+            || plan.python.iter().any(|e| !e.programs.is_empty()),
     );
     if !program.matches_any(&plan.settings.programs) {
         return;
@@ -83,7 +85,8 @@ fn audit_without_config(opts: &Options) {
 /// log: then stay a pure pass-through.
 fn install(mut rt: Runtime, audit: bool) {
     rt.audit = audit;
-    let idle = rt.actions.is_empty() && rt.child.is_none() && rt.handshake_ms == 0;
+    let idle =
+        rt.actions.is_empty() && rt.child.is_none() && rt.python.is_none() && rt.handshake_ms == 0;
     if !rt.audit && idle && matches!(rt.log, LogTarget::Off) {
         return;
     }

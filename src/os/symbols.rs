@@ -140,6 +140,14 @@ fn lookup(lib: Option<&CStr>, name: &CStr) -> Result<Hit, Missing> {
             if p != 0 {
                 return Ok(dynamic_hit(&objs, p, name));
             }
+            // Objects loaded with RTLD_LOCAL (Python's ctypes and extension
+            // modules, plugins) are not in the global scope: "every loaded
+            // object" includes them, in load order.
+            for obj in objs.iter().skip(1) {
+                if let Some(p) = dynamic_in(obj, name) {
+                    return Ok(dynamic_hit(&objs, p, name));
+                }
+            }
             for obj in &objs {
                 match elf::find_static(obj, &name_s) {
                     Ok(h) => return Ok(static_hit(obj, h)),
@@ -329,4 +337,13 @@ pub fn generation() -> u64 {
     // SAFETY: the callback matches dl_iterate_phdr's contract and writes only g.
     unsafe { crate::os::clib::dl_iterate_phdr(Some(first), (&mut g as *mut u64).cast()) };
     g
+}
+
+/// `dlsym(RTLD_DEFAULT, name)`: the address, or 0. `name` ends with NUL.
+pub fn default_scope(name: &[u8]) -> usize {
+    let Ok(c) = CStr::from_bytes_with_nul(name) else {
+        return 0;
+    };
+    // SAFETY: c is NUL-terminated; RTLD_DEFAULT is a valid handle.
+    unsafe { crate::os::clib::dlsym(libc::RTLD_DEFAULT, c.as_ptr()) as usize }
 }
