@@ -216,8 +216,7 @@ fn an_exception_is_reported_and_the_child_goes_on() {
             "python call fg_no_such_module:f: ModuleNotFoundError: No module named 'fg_no_such_module'",
             "SyntaxError: ",
         ] {
-            let want = if json { want.replace('\'', "'") } else { want.to_string() };
-            assert!(line.contains(&want), "{want}\n{line}");
+            assert!(line.contains(want), "{want}\n{line}");
         }
         assert!(
             !line.contains("optional"),
@@ -255,11 +254,13 @@ fn an_exception_is_reported_and_the_child_goes_on() {
 fn call_imports_a_module_not_imported_yet() {
     let s = Scratch::new("py-import");
     let entries = [call("child", "child"), call("parent", "parent")].concat();
-    let Some(py) = python() else { return };
-    let _ = py;
+    let Some(py) = python() else {
+        eprintln!("SKIPPED: python3 is not installed");
+        return;
+    };
     let cfg_text = format!("{}{entries}", header(&s.path("fg.log"), ""));
     let cfg = s.config("fg.toml", &cfg_text);
-    let mut cmd = guarded(&s, python().expect("python"), &cfg);
+    let mut cmd = guarded(&s, &py, &cfg);
     cmd.arg(root().join("tests/py/py_hooks.py"))
         .args(["no_import", "2"])
         .env("PYTHONPATH", root().join("tests/py/hookmods"));

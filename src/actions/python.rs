@@ -25,7 +25,7 @@
 
 use crate::os::buf::Buf;
 use crate::os::sys;
-use core::ffi::{c_char, c_int, c_long, c_void};
+use core::ffi::{c_char, c_int, c_void};
 use forkguard_core::plan::{Phase, PyWhat, PythonEntry};
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -100,13 +100,24 @@ struct Api {
     decref: unsafe extern "C" fn(Obj),
     cfunction_new: unsafe extern "C" fn(*mut MethodDef, Obj, Obj) -> Obj,
     tuple_get: unsafe extern "C" fn(Obj, isize) -> Obj,
-    long_as: unsafe extern "C" fn(Obj) -> c_long,
-    long_from: unsafe extern "C" fn(c_long) -> Obj,
+    long_as: unsafe extern "C" fn(Obj) -> i64, // C long: 64-bit on LP64 Linux
+    long_from: unsafe extern "C" fn(i64) -> Obj,
     utf8: unsafe extern "C" fn(Obj, *mut isize) -> *const c_char,
 }
 
 fn sym(name: &[u8]) -> usize {
     crate::os::symbols::default_scope(name)
+}
+
+/// A function pointer of type `T` from its address.
+///
+/// # Safety
+/// `T` is a function pointer type matching the function at `addr`.
+unsafe fn as_fn<T: Copy>(addr: usize) -> T {
+    const { assert!(core::mem::size_of::<T>() == core::mem::size_of::<usize>()) };
+    // SAFETY: same size (checked at compile time); the caller vouches for
+    // the type.
+    unsafe { core::mem::transmute_copy::<usize, T>(&addr) }
 }
 
 impl Api {
@@ -120,7 +131,7 @@ impl Api {
                 }
                 // SAFETY: a is the address of the CPython function of that
                 // name, whose C signature is the field's type (stable ABI).
-                unsafe { core::mem::transmute::<usize, _>(a) }
+                unsafe { as_fn(a) }
             }};
         }
         Some(Api {
@@ -322,7 +333,7 @@ unsafe fn register(api: &Api, py: &PyPlan) -> (i64, bool) {
                     if n.is_null() {
                         0
                     } else {
-                        i64::from((api.long_as)(n))
+                        (api.long_as)(n)
                     },
                     !ran.is_null() && (api.long_as)(ran) == 1,
                 );
@@ -426,7 +437,7 @@ unsafe extern "C" fn fg_log(_self: Obj, args: Obj) -> Obj {
             if o.is_null() {
                 0
             } else {
-                i64::from((api.long_as)(o))
+                (api.long_as)(o)
             }
         };
         if let Some(sink) = SINK.get() {
