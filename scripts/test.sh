@@ -90,6 +90,12 @@ install_missing() {
         log "installing psycopg2-binary (pip)"
         python3 -m pip install -q psycopg2-binary </dev/null || log "psycopg2 could not be installed: the PostgreSQL test will say it skipped"
     fi
+    # [[python]] with real prefork servers (tests/python_servers.rs); uWSGI
+    # is built from source by pip (needs gcc and the Python headers).
+    if command -v python3 >/dev/null 2>&1 && ! { python3 -c 'import gunicorn' && python3 -m pip show -q uwsgi; } >/dev/null 2>&1; then
+        log "installing gunicorn and uwsgi (pip)"
+        python3 -m pip install -q gunicorn uwsgi </dev/null || log "gunicorn/uwsgi could not be installed: tests/python_servers.rs will say it skipped"
+    fi
     ((${#pkgs[@]})) || return 0
     if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
         log "missing: ${pkgs[*]} (install them, or run as root on Debian)"

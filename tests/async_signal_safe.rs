@@ -58,12 +58,19 @@ fn child_phase_with_calls_settings_log_and_handshake_does_not_allocate() {
     let text = format!(
         "{}{}{CHILD_SETTINGS}",
         header(&s.path("fg.log"), "handshake_timeout_ms = 5000"),
+        // A call with `args` (SPEC 8.8) in the child too: six registers,
+        // nothing prepared after the fork.
         calls(&[
             ("prepare", "fgt_prepare"),
             ("child", "fgt_child"),
             ("child", "fgt_child2")
         ])
+        .replace(
+            "symbol = \"fgt_child2\"\n",
+            "symbol = \"fgt_child2\"\nargs = [1, -2, 3, 4, 5, 6]\n"
+        )
     );
+    assert!(text.contains("args = [1, -2"));
     let (out, log) = alloc_run(&s, &text);
     assert_child_phase_ran(&s, &log, 2);
     log.assert_all_parse();

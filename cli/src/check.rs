@@ -27,7 +27,29 @@ pub fn run(file: Option<&str>, program: Option<&str>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let syntax = match crate::pycheck::check(&plan) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
     print_plan(&plan);
+    match syntax {
+        crate::pycheck::Outcome::Nothing => {}
+        crate::pycheck::Outcome::Compiled(n, py) => {
+            println!(
+                "python: {n} code entr{} compiled by {py}",
+                if n == 1 { "y" } else { "ies" }
+            );
+        }
+        crate::pycheck::Outcome::NotChecked(n, why) => {
+            println!(
+                "python: the syntax of {n} code entr{} was NOT checked ({why}); the library reports a hook that does not compile when it registers it",
+                if n == 1 { "y" } else { "ies" }
+            );
+        }
+    }
     match program {
         None => ExitCode::SUCCESS,
         Some(p) => check_program(&file, p),
@@ -158,6 +180,27 @@ fn print_plan(plan: &Plan) {
             println!("  {}. {d}", i + 1);
         }
     }
+    // [[python]] hooks run inside CPython's own fork handling: its `before`
+    // hooks ahead of forkguard's prepare, its `after` hooks after
+    // forkguard's parent and child phases; in declared order.
+    let mut py_prepare = Vec::new();
+    for e in &plan.python {
+        let mut d = e.describe();
+        if e.optional {
+            d.push_str(" (optional)");
+        }
+        if !e.programs.is_empty() {
+            d.push_str(&format!(" [programs: {}]", e.programs.join(", ")));
+        }
+        d.push_str(&format!("  (line {})", e.loc.line));
+        match e.phase {
+            Phase::Prepare => py_prepare.push(d),
+            Phase::Parent => parent.push(d),
+            Phase::Child => child.push(d),
+        }
+    }
+    py_prepare.extend(prepare);
+    let prepare = py_prepare;
     for (name, list) in [("prepare", prepare), ("parent", parent), ("child", child)] {
         println!("{name}:");
         if list.is_empty() {
@@ -191,7 +234,10 @@ fn describe(a: &Action, what: &str) -> String {
             }
             s
         }
-        ActionKind::Call(c) => format!("call {}()", c.symbol),
+        ActionKind::Call(c) => {
+            let args: Vec<String> = c.args.iter().map(i64::to_string).collect();
+            format!("call {}({})", c.symbol, args.join(", "))
+        }
         ActionKind::Zero(z) => match (z.offset, z.size) {
             (None, None) => format!("zero {}", z.symbol),
             (o, n) => format!(

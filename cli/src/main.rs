@@ -3,6 +3,7 @@
 
 mod check;
 mod launch;
+mod pycheck;
 mod suggest;
 mod why;
 

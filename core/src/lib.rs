@@ -11,7 +11,9 @@ pub mod glob;
 pub mod libc_locks;
 pub mod load;
 pub mod plan;
+pub mod python;
 pub mod raw;
+pub mod recipes;
 pub mod signal;
 
 pub use error::ConfigError;

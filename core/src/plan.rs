@@ -3,6 +3,7 @@
 //! whole file, so a plan is never half applied.
 
 use crate::error::ConfigError;
+pub use crate::python::{PyWhat, PythonEntry};
 use crate::raw::*;
 pub use crate::raw::{
     FdActionKind, FdKind, HeldLocks, LibcLocks, LockKind, LockStrategy, LogFormat, OnError,
@@ -28,6 +29,8 @@ pub struct Plan {
     /// Lock, call, zero and fd actions in declaration order.
     pub actions: Vec<Action>,
     pub child: Option<ChildSettings>,
+    /// `[[python]]` entries in declaration order (SPEC 8.7).
+    pub python: Vec<PythonEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -171,7 +174,13 @@ pub struct Offset {
 pub struct CallSpec {
     pub phase: Phase,
     pub symbol: SymbolRef,
+    /// Integer arguments, in order (SPEC 8.8); empty = `void f(void)`.
+    pub args: Vec<i64>,
 }
+
+/// At most this many `args` on a `[[call]]`: the integer argument registers
+/// of the x86-64 System V convention.
+pub const MAX_CALL_ARGS: usize = 6;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ZeroSpec {
@@ -302,7 +311,7 @@ impl ChildSettings {
 }
 
 /// Validation context: the file name and its text, for locations.
-struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     file: &'a str,
     text: &'a str,
     /// Byte offset where each line starts: locations are looked up by
@@ -311,10 +320,10 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn err(&self, span: Range<usize>, msg: impl Into<String>) -> ConfigError {
+    pub(crate) fn err(&self, span: Range<usize>, msg: impl Into<String>) -> ConfigError {
         ConfigError::at(self.file, self.text, span.start, msg)
     }
-    fn loc(&self, span: Range<usize>) -> Loc {
+    pub(crate) fn loc(&self, span: Range<usize>) -> Loc {
         let at = span.start.min(self.text.len());
         let line = self.line_starts.partition_point(|&s| s <= at).max(1);
         let start = self.line_starts.get(line - 1).copied().unwrap_or(0);
@@ -336,6 +345,7 @@ impl Plan {
                 settings: Settings::default(),
                 actions: Vec::new(),
                 child: None,
+                python: Vec::new(),
             });
         }
         let line_starts = std::iter::once(0)
@@ -394,11 +404,22 @@ impl Plan {
             Some(c) => Some(child(&cx, c)?),
             None => None,
         };
+        let mut python = Vec::new();
+        for p in raw.python {
+            if python.len() == MAX_ACTIONS {
+                return Err(cx.err(
+                    p.span(),
+                    format!("too many [[python]] entries (at most {MAX_ACTIONS})"),
+                ));
+            }
+            python.push(crate::python::python(&cx, p)?);
+        }
         Ok(Plan {
             file: file.to_string(),
             settings,
             actions: actions.into_iter().map(|(_, a)| a).collect(),
             child,
+            python,
         })
     }
 
@@ -415,6 +436,7 @@ impl Plan {
             && self.child.as_ref().is_none_or(|c| c.is_empty())
             && self.settings.libc_locks == LibcLocks::Off
             && self.settings.held_locks == HeldLocks::Off
+            && self.python.is_empty()
     }
 }
 
@@ -585,7 +607,10 @@ fn bytes(cx: &Ctx, v: &Spanned<i64>, key: &str) -> Result<Offset, ConfigError> {
     }
 }
 
-fn narrow(cx: &Ctx, p: Option<Spanned<Vec<Spanned<String>>>>) -> Result<Vec<String>, ConfigError> {
+pub(crate) fn narrow(
+    cx: &Ctx,
+    p: Option<Spanned<Vec<Spanned<String>>>>,
+) -> Result<Vec<String>, ConfigError> {
     p.map_or(Ok(Vec::new()), |p| programs(cx, p))
 }
 
@@ -621,10 +646,48 @@ fn call(cx: &Ctx, c: Spanned<RawCall>) -> Result<Action, ConfigError> {
         kind: ActionKind::Call(CallSpec {
             phase: c.phase,
             symbol: symbol(cx, &c.symbol, c.optional)?,
+            args: call_args(cx, c.args.as_ref())?,
         }),
         programs: narrow(cx, c.programs)?,
         loc,
     })
+}
+
+/// `args = [N, ...]`: at most six signed 64-bit integers.
+fn call_args(
+    cx: &Ctx,
+    args: Option<&Spanned<Vec<Spanned<CallArg>>>>,
+) -> Result<Vec<i64>, ConfigError> {
+    let Some(args) = args else {
+        return Ok(Vec::new());
+    };
+    let list = args.get_ref();
+    if let Some(extra) = list.get(MAX_CALL_ARGS) {
+        return Err(cx.err(
+            extra.span(),
+            format!(
+                "at most {MAX_CALL_ARGS} args (the integer argument registers), not {}",
+                list.len()
+            ),
+        ));
+    }
+    list.iter()
+        .map(|v| match v.get_ref() {
+            CallArg::Int(n) => Ok(*n),
+            CallArg::OutOfRange(n) => Err(cx.err(
+                v.span(),
+                format!(
+                    "{n} is out of range: args are signed 64-bit integers ({} to {})",
+                    i64::MIN,
+                    i64::MAX
+                ),
+            )),
+            CallArg::Other(what) => Err(cx.err(
+                v.span(),
+                format!("args are signed 64-bit integers, not {what}"),
+            )),
+        })
+        .collect()
 }
 
 fn zero(cx: &Ctx, z: Spanned<RawZero>) -> Result<Action, ConfigError> {
@@ -962,6 +1025,7 @@ mod only_version_tests {
             settings: super::Settings::default(),
             actions: Vec::new(),
             child: None,
+            python: Vec::new(),
         };
         let taken = [
             "version = 1",

@@ -23,6 +23,8 @@ pub struct RawConfig {
     pub zero: Vec<Spanned<RawZero>>,
     #[serde(default)]
     pub child: Option<Spanned<RawChild>>,
+    #[serde(default)]
+    pub python: Vec<Spanned<crate::python::RawPython>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -234,6 +236,8 @@ pub enum OpenFlag {
 pub struct RawCall {
     pub phase: Phase,
     pub symbol: Spanned<String>,
+    /// Integer arguments (SPEC 8.8), checked in `plan::call_args`.
+    pub args: Option<Spanned<Vec<Spanned<CallArg>>>>,
     #[serde(default)]
     pub optional: bool,
     pub programs: Option<Spanned<Vec<Spanned<String>>>>,
@@ -285,4 +289,66 @@ pub struct RawChild {
 pub enum SignalSpec {
     Name(String),
     Number(i64),
+}
+
+/// One `[[call]] args` value as written: any TOML value is accepted here
+/// so that `plan` can say what is wrong with it (a string, a float, an
+/// integer beyond 64 bits) at its own location.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallArg {
+    Int(i64),
+    /// An integer outside the signed 64-bit range, as written.
+    OutOfRange(String),
+    /// Any other value: its TOML type.
+    Other(&'static str),
+}
+
+impl<'de> Deserialize<'de> for CallArg {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = CallArg;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an integer")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<CallArg, E> {
+                Ok(CallArg::Int(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<CallArg, E> {
+                Ok(i64::try_from(v)
+                    .map_or_else(|_| CallArg::OutOfRange(v.to_string()), CallArg::Int))
+            }
+            fn visit_i128<E>(self, v: i128) -> Result<CallArg, E> {
+                Ok(i64::try_from(v)
+                    .map_or_else(|_| CallArg::OutOfRange(v.to_string()), CallArg::Int))
+            }
+            fn visit_u128<E>(self, v: u128) -> Result<CallArg, E> {
+                Ok(i64::try_from(v)
+                    .map_or_else(|_| CallArg::OutOfRange(v.to_string()), CallArg::Int))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<CallArg, E> {
+                Ok(CallArg::Other("a float"))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<CallArg, E> {
+                Ok(CallArg::Other("a boolean"))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<CallArg, E> {
+                Ok(CallArg::Other("a string"))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<CallArg, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(CallArg::Other("an array"))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, a: A) -> Result<CallArg, A::Error> {
+                // A TOML date-time arrives as a one-key map.
+                let _: serde::de::IgnoredAny =
+                    serde::de::IgnoredAny::visit_map(serde::de::IgnoredAny, a)?;
+                Ok(CallArg::Other("a table or date"))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }

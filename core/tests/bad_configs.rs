@@ -151,6 +151,43 @@ const CORPUS: &[(&str, &str)] = &[
         "3:19: peer: expected",
     ),
     ("version = 1\nversion = 1\n", "2:1: duplicate key"),
+    // [[call]] args (SPEC 8.8): count, type, range.
+    (
+        "version = 1\n[[call]]\nphase = \"prepare\"\nsymbol = \"f\"\nargs = [1, 2, 3, 4, 5, 6, 7]\n",
+        "5:27: at most 6 args",
+    ),
+    (
+        "version = 1\n[[call]]\nphase = \"prepare\"\nsymbol = \"f\"\nargs = [\"hard\"]\n",
+        "5:9: args are signed 64-bit integers, not a string",
+    ),
+    (
+        "version = 1\n[[call]]\nphase = \"prepare\"\nsymbol = \"f\"\nargs = [1, 2.5]\n",
+        "5:12: args are signed 64-bit integers, not a float",
+    ),
+    (
+        "version = 1\n[[call]]\nphase = \"prepare\"\nsymbol = \"f\"\nargs = [true]\n",
+        "5:9: args are signed 64-bit integers, not a boolean",
+    ),
+    (
+        "version = 1\n[[call]]\nphase = \"prepare\"\nsymbol = \"f\"\nargs = [9223372036854775808]\n",
+        "5:9: 9223372036854775808 is out of range",
+    ),
+    (
+        "version = 1\n[[call]]\nphase = \"prepare\"\nsymbol = \"f\"\nargs = [-9223372036854775809]\n",
+        "5:9: -9223372036854775809 is out of range",
+    ),
+    (
+        "version = 1\n[[call]]\nphase = \"prepare\"\nsymbol = \"f\"\nargs = [0xffffffffffffffff]\n",
+        "5:9: 18446744073709551615 is out of range",
+    ),
+    (
+        "version = 1\n[[call]]\nphase = \"prepare\"\nsymbol = \"f\"\nargs = [[1]]\n",
+        "5:9: args are signed 64-bit integers, not an array",
+    ),
+    (
+        "version = 1\n[[call]]\nphase = \"prepare\"\nsymbol = \"f\"\nargs = 2\n",
+        "5:8: invalid type",
+    ),
     ("version = 1\n[settings\n", "2:10: "),
 ];
 
@@ -206,5 +243,24 @@ fn good_configs_are_accepted_and_ordered() {
         Plan::parse("good.toml", text),
         Ok(plan),
         "parsing is deterministic"
+    );
+}
+
+#[test]
+fn call_args_keep_their_values() {
+    use forkguard_core::plan::ActionKind;
+    let args_of = |list: &str| {
+        let text = format!("version = 1\n[[call]]\nphase = \"prepare\"\nsymbol = \"f\"\n{list}\n");
+        match &Plan::parse("good.toml", &text).expect("valid").actions[0].kind {
+            ActionKind::Call(c) => c.args.clone(),
+            _ => unreachable!(),
+        }
+    };
+    assert_eq!(args_of(""), Vec::<i64>::new());
+    assert_eq!(args_of("args = []"), Vec::<i64>::new());
+    assert_eq!(args_of("args = [2]"), vec![2]);
+    assert_eq!(
+        args_of("args = [-9223372036854775808, 9223372036854775807, 0x7f, -1, 0o17, 0b101]"),
+        vec![i64::MIN, i64::MAX, 0x7f, -1, 0o17, 0b101]
     );
 }

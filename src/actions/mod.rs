@@ -14,6 +14,7 @@ pub mod child;
 pub mod fd;
 pub mod held;
 pub mod lock;
+pub mod python;
 pub mod zero;
 
 use forkguard_core::plan::MAX_ACTIONS;

@@ -41,9 +41,14 @@ pub fn build(
                 let sym = Sym::new(&c.symbol);
                 sym.resolve_for_action(generation)
                     .map_err(|m| err(c.symbol.loc, m))?;
+                let mut args = [0i64; 6];
+                for (d, s) in args.iter_mut().zip(&c.args) {
+                    *d = *s;
+                }
                 RtKind::Call {
                     phase: c.phase,
                     sym,
+                    args,
                 }
             }
             ActionKind::Lock(l) => {
@@ -64,7 +69,13 @@ pub fn build(
             }
         };
         let label = match &kind {
-            RtKind::Call { sym, .. } => format!("call {}", sym.spec),
+            RtKind::Call { sym, .. } => match &a.kind {
+                ActionKind::Call(c) if !c.args.is_empty() => {
+                    let args: Vec<String> = c.args.iter().map(i64::to_string).collect();
+                    format!("call {}({})", sym.spec, args.join(", "))
+                }
+                _ => format!("call {}", sym.spec),
+            },
             RtKind::Lock(l) => format!("lock {}", l.sym.spec),
             RtKind::Zero(z) => format!("zero {}", z.sym.spec),
             RtKind::Fd(f) => crate::actions::fd::label(f),
@@ -98,8 +109,23 @@ pub fn build(
         .as_ref()
         .filter(|c| !c.is_empty())
         .map(ChildPlan::new);
-    let n = actions.len() + child.as_ref().map_or(0, |c| c.count());
     let json = json_override.unwrap_or(settings.log_format == LogFormat::Json);
+    let python = crate::actions::python::PyPlan::new(
+        plan.python
+            .iter()
+            .filter(|e| program.matches_any(&e.programs))
+            .cloned()
+            .collect(),
+        crate::actions::python::Sink {
+            on: !matches!(log, LogTarget::Off),
+            json,
+            head: crate::phases::log::json_head,
+            emit: crate::phases::log::emit_current,
+        },
+    );
+    let n = actions.len()
+        + child.as_ref().map_or(0, |c| c.count())
+        + python.as_ref().map_or(0, |p| p.len());
     let prog = program.paths.first().map_or("?", |s| s.as_str());
     // The part after the pid: the pid itself is written when the line is.
     let banner = if json {
@@ -128,6 +154,7 @@ pub fn build(
         log_exits: settings.log_exits,
         actions,
         child,
+        python,
         audit: false,
         banner: banner.into_bytes(),
         banner_done: AtomicBool::new(false),

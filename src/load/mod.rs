@@ -42,7 +42,9 @@ pub fn init() {
     }
     config::remember(store, &plan);
     let program = program(
-        !plan.settings.programs.is_empty() || plan.actions.iter().any(|a| !a.programs.is_empty()),
+        !plan.settings.programs.is_empty()
+            || plan.actions.iter().any(|a| !a.programs.is_empty())
+            || plan.python.iter().any(|e| !e.programs.is_empty()),
     );
     if !program.matches_any(&plan.settings.programs) {
         return;
@@ -93,6 +95,7 @@ fn install(mut rt: Runtime, audit: bool) {
     rt.audit = audit;
     let idle = rt.actions.is_empty()
         && rt.child.is_none()
+        && rt.python.is_none()
         && rt.handshake_ms == 0
         && rt.held_locks == forkguard_core::plan::HeldLocks::Off;
     if !rt.audit && idle && matches!(rt.log, LogTarget::Off) {

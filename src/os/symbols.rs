@@ -158,6 +158,14 @@ fn lookup(lib: Option<&CStr>, file: Option<&str>, name: &CStr) -> Result<Hit, Mi
             if p != 0 {
                 return Ok(dynamic_hit(&objs, p, name));
             }
+            // Objects loaded with RTLD_LOCAL (Python's ctypes and extension
+            // modules, plugins) are not in the global scope: "every loaded
+            // object" includes them, in load order.
+            for obj in objs.iter().skip(1) {
+                if let Some(p) = dynamic_in(obj, name) {
+                    return Ok(dynamic_hit(&objs, p, name));
+                }
+            }
             // Every object's own table first; debug files (SPEC 8.1) only
             // for a name no table has, so a config whose symbols resolve
             // never opens one.
@@ -354,4 +362,13 @@ pub fn generation() -> u64 {
     // SAFETY: the callback matches dl_iterate_phdr's contract and writes only g.
     unsafe { crate::os::clib::dl_iterate_phdr(Some(first), (&mut g as *mut u64).cast()) };
     g
+}
+
+/// `dlsym(RTLD_DEFAULT, name)`: the address, or 0. `name` ends with NUL.
+pub fn default_scope(name: &[u8]) -> usize {
+    let Ok(c) = CStr::from_bytes_with_nul(name) else {
+        return 0;
+    };
+    // SAFETY: c is NUL-terminated; RTLD_DEFAULT is a valid handle.
+    unsafe { crate::os::clib::dlsym(libc::RTLD_DEFAULT, c.as_ptr()) as usize }
 }

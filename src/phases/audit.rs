@@ -46,6 +46,7 @@ pub fn report(rt: &Runtime, via: Via) {
         line.byte(b'}');
         // Configured locks held and fd actions' matches, as one string in
         // the same words as the text line.
+        crate::phases::openmp::note(&mut line, true);
         let mut more = Buf::<1024>::new();
         locks(rt, &mut more);
         fds(rt, &mut more);
@@ -82,6 +83,7 @@ pub fn report(rt: &Runtime, via: Via) {
         locks(rt, &mut line);
         fds(rt, &mut line);
         crate::actions::held::audit::report(false, &mut line);
+        crate::phases::openmp::note(&mut line, false);
     }
     // The audit always reports: on stderr when the log is off.
     let to = match &rt.log {

@@ -45,6 +45,14 @@ pub fn emit_to(to: &LogTarget, line: &mut Line) {
     }
 }
 
+/// Finish `line` and write it to the installed runtime's log: for lines
+/// formatted outside the phases (the `[[python]]` hooks' reports).
+pub fn emit_current(line: &mut Line) {
+    if let Some(rt) = crate::phases::runtime::get() {
+        emit_to(&rt.log, line);
+    }
+}
+
 /// The once-per-process `config` line, before the first fork line.
 #[cold]
 #[inline(never)]

@@ -27,6 +27,7 @@ pub mod exits;
 pub mod fdlog;
 pub mod handshake;
 pub mod log;
+pub mod openmp;
 pub mod runtime;
 pub mod state;
 pub mod tls;
@@ -169,6 +170,12 @@ fn begin(rt: &Runtime, via: Via, st: &mut ForkState, mode: u8) -> Result<(), c_i
         }
     }
     let mut verdict = Ok(());
+    if let Some(py) = rt.python.as_ref().filter(|_| !rt.audit) {
+        // CPython ran its `before` hooks before this fork reached
+        // forkguard: registering them (first fork only) and the prepare
+        // entries come first.
+        crate::actions::python::prepare(py);
+    }
     if rt.audit {
         crate::phases::audit::report(rt, via);
     } else {
@@ -178,7 +185,8 @@ fn begin(rt: &Runtime, via: Via, st: &mut ForkState, mode: u8) -> Result<(), c_i
                 RtKind::Call {
                     phase: Phase::Prepare,
                     sym,
-                } => crate::actions::call::call(sym, i, &mut st.prepare),
+                    args,
+                } => crate::actions::call::call(sym, args, i, &mut st.prepare),
                 RtKind::Lock(l) => {
                     let r = crate::actions::lock::prepare(l, i, &mut st.scratch, &mut st.prepare);
                     if let Err(e) = r {
@@ -237,7 +245,8 @@ fn parent_phase(rt: &Runtime, st: &mut ForkState, pid: pid_t, err: c_int) {
                 RtKind::Call {
                     phase: Phase::Parent,
                     sym,
-                } => crate::actions::call::call(sym, i, &mut tally),
+                    args,
+                } => crate::actions::call::call(sym, args, i, &mut tally),
                 RtKind::Lock(l) => crate::actions::lock::parent(l, i, &st.scratch, &mut tally),
                 RtKind::Call { .. } | RtKind::Zero(_) | RtKind::Fd(_) => {}
             }
@@ -293,9 +302,10 @@ fn child_phase(rt: &Runtime, st: &mut ForkState) -> sys::SigMask {
             if let RtKind::Call {
                 phase: Phase::Child,
                 sym,
+                args,
             } = &a.kind
             {
-                crate::actions::call::call(sym, i, &mut tally);
+                crate::actions::call::call(sym, args, i, &mut tally);
             }
         }
     }

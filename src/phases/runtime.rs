@@ -47,6 +47,8 @@ pub struct Runtime {
     /// Lock, call, zero and fd actions in declaration order.
     pub actions: Vec<RtAction>,
     pub child: Option<crate::actions::child::ChildPlan>,
+    /// `[[python]]` entries for this program (SPEC 8.7).
+    pub python: Option<crate::actions::python::PyPlan>,
     /// Report hazards at each fork and change nothing (`forkguard audit`).
     pub audit: bool,
     /// The `config` event (after its pid), written once, before the first
@@ -75,7 +77,12 @@ pub struct RtAction {
 }
 
 pub enum RtKind {
-    Call { phase: Phase, sym: Sym },
+    Call {
+        phase: Phase,
+        sym: Sym,
+        /// `args`, padded with zeros (SPEC 8.8).
+        args: [i64; 6],
+    },
     Lock(crate::actions::lock::LockAction),
     Zero(crate::actions::zero::ZeroAction),
     Fd(crate::actions::fd::FdAction),
