@@ -7,8 +7,7 @@ pub use crate::python::{PyWhat, PythonEntry};
 use crate::raw::*;
 pub use crate::raw::{
     FdActionKind, FdKind, HeldLocks, LibcLocks, LockKind, LockStrategy, LogFormat, OnError,
-    OnTimeout,
-    OpenFlag, Phase, VforkPolicy,
+    OnTimeout, OpenFlag, Phase, VforkPolicy,
 };
 use std::net::IpAddr;
 use std::ops::Range;
