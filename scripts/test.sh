@@ -66,6 +66,7 @@ check_where
 install_missing() {
     local -a pkgs=()
     command -v gcc >/dev/null 2>&1 || pkgs+=(gcc libc6-dev)
+    command -v g++ >/dev/null 2>&1 || pkgs+=(g++) # tests/held_locks.rs: tests/c/held_cache.cpp
     command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
     command -v shellcheck >/dev/null 2>&1 || pkgs+=(shellcheck)
     command -v unshare >/dev/null 2>&1 || pkgs+=(util-linux)
