@@ -5,7 +5,8 @@
 //!
 //! Lines: `lock TYPE SYMBOL` (a lock in a global another thread held),
 //! `unnamed TYPE NAME` (one on the heap or without a symbol), `libc TYPE
-//! NAME` (one inside glibc), `fd listen`, `fd peer HOST:PORT`, `fd epoll`.
+//! NAME` (one inside glibc), `fd listen`, `fd peer HOST:PORT`, `fd epoll`,
+//! `openmp` (a live GNU OpenMP pool: SPEC 8.8's recipe).
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -18,6 +19,7 @@ pub fn config(lines: &str, command: &str) -> String {
     let mut libc = BTreeSet::new();
     let mut listen = false;
     let mut epoll = false;
+    let mut openmp = false;
     let mut peers = BTreeSet::new();
     for l in lines.lines() {
         let w: Vec<&str> = l.splitn(3, ' ').collect();
@@ -33,6 +35,7 @@ pub fn config(lines: &str, command: &str) -> String {
             }
             ["fd", "listen"] => listen = true,
             ["fd", "epoll"] => epoll = true,
+            ["openmp"] => openmp = true,
             ["fd", "peer", p] if valid_peer(p) => {
                 peers.insert(p.to_string());
             }
@@ -51,10 +54,15 @@ pub fn config(lines: &str, command: &str) -> String {
         }
         for n in &libc {
             out.push_str(&format!(
-                "# held by another thread at a fork, inside glibc: {n} (libc_locks guards glibc's own locks)\n"
+                "# held by another thread at a fork, inside glibc: {n}\n"
             ));
         }
-        out.push_str("held_locks = \"acquire\"\n");
+        if !libc.is_empty() {
+            out.push_str("libc_locks = \"acquire\"\n");
+        }
+        if !unnamed.is_empty() {
+            out.push_str("held_locks = \"acquire\"\n");
+        }
     }
     for (sym, ty) in &locks {
         out.push_str(&format!(
@@ -71,6 +79,10 @@ pub fn config(lines: &str, command: &str) -> String {
     }
     if epoll {
         out.push_str("\n[[fd]]\nselect = { kind = \"epoll\" }\naction = \"renew\"\n");
+    }
+    if openmp {
+        out.push('\n');
+        out.push_str(forkguard_core::recipes::openmp_entry());
     }
     out
 }
@@ -131,6 +143,24 @@ mod tests {
         assert_eq!(plan.actions.len(), 5, "{text}");
         assert!(text.contains("symbol = \"g_lock\""));
         assert!(!text.contains("quote"));
+    }
+
+    #[test]
+    fn glibc_locks_and_an_openmp_pool() {
+        use forkguard_core::plan::{ActionKind, HeldLocks, LibcLocks};
+        let text = config(
+            "libc futex libc.so.6:setenv.c:envlock\nopenmp\nopenmp\n",
+            "./prog",
+        );
+        let plan = forkguard_core::plan::Plan::parse("s.toml", &text).unwrap();
+        assert_eq!(plan.settings.libc_locks, LibcLocks::Acquire, "{text}");
+        assert_eq!(plan.settings.held_locks, HeldLocks::Off, "{text}");
+        assert_eq!(plan.actions.len(), 1, "{text}");
+        let ActionKind::Call(c) = &plan.actions[0].kind else {
+            panic!("{text}")
+        };
+        assert_eq!(c.symbol.name, "omp_pause_resource_all");
+        assert_eq!(c.args, [2]);
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub fn report(rt: &Runtime, via: Via) {
     let mut line = log::Line::new();
     let me = i64::from(sys::getpid());
     let others = threads.saturating_sub(1) as u64;
+    let openmp;
     if rt.json {
         log::json_head(&mut line, me, "audit");
         line.str(",\"via\":\"").str(via.name());
@@ -46,7 +47,7 @@ pub fn report(rt: &Runtime, via: Via) {
         line.byte(b'}');
         // Configured locks held and fd actions' matches, as one string in
         // the same words as the text line.
-        crate::phases::openmp::note(&mut line, true);
+        openmp = crate::phases::openmp::note(&mut line, true);
         let mut more = Buf::<1024>::new();
         locks(rt, &mut more);
         fds(rt, &mut more);
@@ -83,7 +84,10 @@ pub fn report(rt: &Runtime, via: Via) {
         locks(rt, &mut line);
         fds(rt, &mut line);
         crate::actions::held::audit::report(false, &mut line);
-        crate::phases::openmp::note(&mut line, false);
+        openmp = crate::phases::openmp::note(&mut line, false);
+    }
+    if openmp {
+        crate::actions::held::audit::suggest_append(b"openmp\n");
     }
     // The audit always reports: on stderr when the log is off.
     let to = match &rt.log {

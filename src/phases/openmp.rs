@@ -60,8 +60,8 @@ pub fn pool() -> Option<Pool> {
 }
 
 /// The audit line's note: text after the other hazards, or a JSON field.
-pub fn note<const N: usize>(line: &mut Buf<N>, json: bool) {
-    let Some(p) = pool() else { return };
+pub fn note<const N: usize>(line: &mut Buf<N>, json: bool) -> bool {
+    let Some(p) = pool() else { return false };
     if json {
         line.str(",\"openmp_pool\":{\"workers\":")
             .u64(u64::from(p.workers))
@@ -82,4 +82,5 @@ pub fn note<const N: usize>(line: &mut Buf<N>, json: bool) {
         }
         line.str(": a child's first parallel region will hang; guard with [[call]] omp_pause_resource_all args = [2] (config/openmp.toml)");
     }
+    true
 }

@@ -202,6 +202,14 @@ pub fn report<const N: usize>(json: bool, line: &mut Buf<N>) {
     }
 }
 
+/// Appends a `--suggest` line (`openmp`: a live GNU OpenMP pool) when the
+/// command asked for suggestions.
+pub fn suggest_append(line: &[u8]) {
+    if let Some(p) = suggest_path() {
+        sys::append_to(p, line);
+    }
+}
+
 /// One `--suggest` line: `lock TYPE SYMBOL` for a global the config can
 /// name (`lib:name`, or a bare name in the program), else `unnamed TYPE`;
 /// `libc TYPE` for a lock inside glibc.
