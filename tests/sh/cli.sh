@@ -152,8 +152,14 @@ printf 'version = 1\n[settings]\non_error = "abort"\nbogus = 1\n' >"$tmp/abort.t
 chmod 644 "$tmp/abort.toml"
 run_fg "on_error = abort exits 70 before main" 70 "$bin" run -c "$tmp/abort.toml" -- sh -c 'echo main-ran'
 if [ -z "$out" ]; then pass "main did not run"; else fail "main did not run" "$out"; fi
-FORKGUARD_DISABLE=1 run_fg "run clears FORKGUARD_DISABLE" 0 "$bin" run -c "$tmp/log.toml" -- bash -c '(true)'
-expect "phases ran despite the caller's FORKGUARD_DISABLE" "$err" 'via fork'
+# SPEC 2: FORKGUARD_DISABLE=1 turns every phase off, also under `run`
+# (control: the same command without it logs the fork).
+FORKGUARD_DISABLE=1 run_fg "run honours FORKGUARD_DISABLE" 0 "$bin" run -c "$tmp/log.toml" -- bash -c '(true)'
+if printf '%s\n' "$err" | grep -q 'via fork'; then fail "no phase under FORKGUARD_DISABLE" "$err"; else pass "no phase under FORKGUARD_DISABLE"; fi
+run_fg "run without FORKGUARD_DISABLE" 0 "$bin" run -c "$tmp/log.toml" -- bash -c '(true)'
+expect "phases run without FORKGUARD_DISABLE" "$err" 'via fork'
+FORKGUARD_DISABLE=1 run_fg "audit clears FORKGUARD_DISABLE" 0 "$bin" audit -- bash -c '(true)'
+expect "audit reports despite FORKGUARD_DISABLE" "$err" 'audit fork via fork'
 
 # --- audit -----------------------------------------------------------------
 run_fg "audit runs the command" 0 "$bin" audit -- bash -c '(true); exit 0'
