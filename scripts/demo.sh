@@ -121,7 +121,7 @@ why_scene() {
 why_scene
 
 bold "held_locks 1. A C++ cache's heap std::mutex, which no config can name"
-g++ -O1 -g -pthread -o "$out/held_cache" scripts/demo/held_cache.cpp
+g++ -O1 -g -pthread -o "$out/held_cache" tests/c/held_cache.cpp
 say "held_cache forks 5 workers while a thread refreshes a new-ed Cache under its std::mutex."
 say "without forkguard (each worker killed after 0.5 s if stuck):"
 "$out/held_cache" 5 500 2>&1 | sed 's/^/    /'
