@@ -299,7 +299,6 @@ fn dynamic_in(obj: &elf::Loaded, name: &CStr) -> Option<usize> {
     (p != 0 && obj.contains(p, 1)).then_some(p)
 }
 
-/// `st_size` of the dynamic symbol defined exactly at `addr`, or 0.
 /// The size of the symbol `name` defined at `addr` (0 if unknown): from
 /// the global scope's hash tables when the first definition there is the one
 /// at `addr` (the usual case), else with `dladdr1`, which scans the whole
@@ -310,6 +309,26 @@ fn sym_size(addr: usize, name: &CStr) -> usize {
             return size;
         }
     }
+    match where_is(addr) {
+        Some(w) if w.start == addr => w.size,
+        _ => 0,
+    }
+}
+
+/// What `dladdr1` knows of an address: the object's file name and base,
+/// and the dynamic symbol containing it (name, start, size; null and 0
+/// when none does).
+pub struct Where {
+    pub file: *const libc::c_char,
+    pub base: usize,
+    pub sym: *const libc::c_char,
+    pub start: usize,
+    pub size: usize,
+}
+
+/// `dladdr1(addr, RTLD_DL_SYMENT)`: the one place that asks the loader
+/// which object and dynamic symbol an address is in.
+pub fn where_is(addr: usize) -> Option<Where> {
     const RTLD_DL_SYMENT: libc::c_int = 1;
     // SAFETY: Dl_info is plain data.
     let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
@@ -323,15 +342,24 @@ fn sym_size(addr: usize, name: &CStr) -> usize {
             RTLD_DL_SYMENT,
         )
     } != 0;
-    if !ok || sym.is_null() || info.dli_saddr as usize != addr {
-        return 0;
+    if !ok || info.dli_fname.is_null() {
+        return None;
     }
-    // SAFETY: with RTLD_DL_SYMENT, sym points at the object's ElfW(Sym).
-    unsafe { (*sym.cast::<libc::Elf64_Sym>()).st_size as usize }
+    let size = if sym.is_null() {
+        0
+    } else {
+        // SAFETY: with RTLD_DL_SYMENT, sym points at the object's ElfW(Sym).
+        unsafe { (*sym.cast::<libc::Elf64_Sym>()).st_size as usize }
+    };
+    Some(Where {
+        file: info.dli_fname,
+        base: info.dli_fbase as usize,
+        sym: info.dli_sname,
+        start: info.dli_saddr as usize,
+        size,
+    })
 }
 
-/// A number that changes whenever an object is loaded or unloaded
-/// (glibc's `dlpi_adds` and `dlpi_subs`). Cheap: stops at the first object.
 /// The next object's definition of `name` (normally libc's), looked up
 /// once and kept in `cache`; 0 if there is none. The one `RTLD_NEXT`
 /// look-up: every exported symbol that forwards finds its target here.
@@ -345,6 +373,8 @@ pub fn next(cache: &AtomicUsize, name: &CStr) -> usize {
     p
 }
 
+/// A number that changes whenever an object is loaded or unloaded
+/// (glibc's `dlpi_adds` and `dlpi_subs`). Cheap: stops at the first object.
 pub fn generation() -> u64 {
     unsafe extern "C" fn first(
         info: *mut libc::dl_phdr_info,

@@ -12,6 +12,7 @@
 
 use super::record::{self, Record, MUTEX, RW_READ, RW_WRITE, SEM, SPIN};
 use crate::os::buf::Buf;
+use crate::os::symbols::where_is;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -24,48 +25,6 @@ pub fn type_word(kind: u8) -> &'static str {
         SEM => "semaphore",
         _ => "lock",
     }
-}
-
-/// What `dladdr1` knows of an address: the object's file name and base,
-/// and the dynamic symbol containing it (name, start, size).
-struct Where {
-    file: *const libc::c_char,
-    base: usize,
-    sym: *const libc::c_char,
-    start: usize,
-    size: usize,
-}
-
-fn where_is(addr: usize) -> Option<Where> {
-    const RTLD_DL_SYMENT: libc::c_int = 1;
-    // SAFETY: Dl_info is plain data.
-    let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
-    let mut sym: *mut libc::c_void = core::ptr::null_mut();
-    // SAFETY: dladdr1 only writes to info and sym.
-    let ok = unsafe {
-        crate::os::clib::dladdr1(
-            addr as *const libc::c_void,
-            &mut info,
-            &mut sym,
-            RTLD_DL_SYMENT,
-        )
-    } != 0;
-    if !ok || info.dli_fname.is_null() {
-        return None;
-    }
-    let size = if sym.is_null() {
-        0
-    } else {
-        // SAFETY: with RTLD_DL_SYMENT, sym points at the object's ElfW(Sym).
-        unsafe { (*sym.cast::<libc::Elf64_Sym>()).st_size as usize }
-    };
-    Some(Where {
-        file: info.dli_fname,
-        base: info.dli_fbase as usize,
-        sym: info.dli_sname,
-        start: info.dli_saddr as usize,
-        size,
-    })
 }
 
 /// The bytes of a C string (empty for null).
