@@ -120,7 +120,7 @@ why_scene() {
 }
 why_scene
 
-bold "held_locks 1. A C++ cache's heap std::mutex, which no config can name"
+bold "6. held_locks: A C++ cache's heap std::mutex, which no config can name"
 g++ -O1 -g -pthread -o "$out/held_cache" tests/c/held_cache.cpp
 say "held_cache forks 5 workers while a thread refreshes a new-ed Cache under its std::mutex."
 say "without forkguard (each worker killed after 0.5 s if stuck):"
@@ -131,7 +131,7 @@ sed 's/^/    | /' "$out/held.toml"
 say "with that config:"
 "$fg" run -c "$out/held.toml" -- "$out/held_cache" 20 5000 2>&1 | sed 's/^/    /'
 
-bold "held_locks 2. Python workers forked while a logging thread writes"
+bold "7. held_locks: Python workers forked while a logging thread writes"
 say "a thread logs to a file (logging.FileHandler) while the main thread forks 5 workers that log too."
 say "without forkguard (each worker killed after 0.5 s if stuck):"
 "$py" tests/py/held.py logging 5 0.5 "$out" 2>&1 | sed 's/^/    /'
@@ -144,7 +144,7 @@ say "and multiprocessing.Pool (fork) while a thread writes to a buffered file:"
 # spawn = true (SPEC 8.5): a helper started with system() by a Python server.
 spawn_scene() {
     local port mode
-    bold "5. A helper started with system() keeps the port (no fork() in the server)"
+    bold "8. A helper started with system() keeps the port (no fork() in the server)"
     port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     for mode in without with; do
         say "$mode forkguard:"
@@ -163,7 +163,7 @@ spawn_scene
 
 # log_exits (SPEC 8.5): a prefork server whose worker crashes.
 exits_scene() {
-    bold "6. A worker that crashes, seen in the log (log_exits = true)"
+    bold "9. A worker that crashes, seen in the log (log_exits = true)"
     "$fg" run -c "$cfg" -- "$py" scripts/demo/crashy_workers.py 2>&1 | grep -v ' fork -> \| child of \|config \| fd actions: \| warning: ' | sed 's/^/    /'
     say "(the server reaped its workers itself: forkguard only looked, with pidfds)"
 }
