@@ -496,7 +496,8 @@ fn check_atfork(mode: &str) {
 
 // ---- 7. child phase under a seccomp allow-list ---------------------------------------
 
-fn seccomp_config(s: &Scratch) -> PathBuf {
+/// `settings`: more `[settings]` lines (e.g. `held_locks`).
+fn seccomp_config(s: &Scratch, settings: &str) -> PathBuf {
     let d = s.dir.display();
     let text = format!(
         r#"version = 1
@@ -505,6 +506,7 @@ fn seccomp_config(s: &Scratch) -> PathBuf {
 log = "{d}/fg.log"
 handshake_timeout_ms = 5000
 libc_locks = "acquire"
+{settings}
 
 [[lock]]
 symbol = "torture_lock"
@@ -614,8 +616,8 @@ name = "fgtseccomp"
     s.config("fg.toml", &text)
 }
 
-fn seccomp_run(s: &Scratch, probe: Option<&str>) -> Outcome {
-    let cfg = seccomp_config(s);
+fn seccomp_run(s: &Scratch, probe: Option<&str>, settings: &str) -> Outcome {
+    let cfg = seccomp_config(s, settings);
     let mut c = cmd(s, &cfg, &["seccomp"]);
     c.env(
         "LD_PRELOAD",
@@ -636,7 +638,7 @@ fn seccomp_run(s: &Scratch, probe: Option<&str>) -> Outcome {
 #[test]
 fn child_phase_with_every_action_kind_stays_within_the_syscall_allow_list() {
     let s = Scratch::new("tseccomp");
-    let out = seccomp_run(&s, None);
+    let out = seccomp_run(&s, None, "");
     assert_eq!(
         num(&out, "child_signal"),
         0,
@@ -661,11 +663,38 @@ fn child_phase_with_every_action_kind_stays_within_the_syscall_allow_list() {
     assert_eq!((summary.ok, summary.failed), (27, 0), "{}", log.raw);
 }
 
+/// `held_locks` (SPEC 8.4): the idle thread holds `torture_held` at the
+/// fork; the child phase frees it, still inside the allow-list.
+#[test]
+fn child_phase_with_held_locks_stays_within_the_syscall_allow_list() {
+    for held in ["reinit", "acquire"] {
+        let s = Scratch::new("tseccompheld");
+        let out = seccomp_run(
+            &s,
+            None,
+            &format!("held_locks = \"{held}\"\nlock_timeout_ms = 1"),
+        );
+        assert_eq!(
+            num(&out, "child_signal"),
+            0,
+            "{held}: the child phase made a system call outside the allow-list:\n{}",
+            out.dump()
+        );
+        out.assert_success();
+        let log = Log::read(&s.path("fg.log"));
+        assert!(
+            log.raw.contains("torture_held"),
+            "{held}: the held lock is not named in the log:\n{}",
+            log.raw
+        );
+    }
+}
+
 #[test]
 fn seccomp_allow_list_control_kills_on_mmap_and_brk() {
     for probe in ["mmap", "brk"] {
         let s = Scratch::new("tseccompctl");
-        let out = seccomp_run(&s, Some(probe));
+        let out = seccomp_run(&s, Some(probe), "");
         assert_eq!(
             num(&out, "child_signal"),
             i64::from(libc::SIGSYS),

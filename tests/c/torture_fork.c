@@ -545,12 +545,20 @@ static int place(int fd, int at)
     return 0;
 }
 
+/* Held by the idle thread across the seccomp mode's fork: with
+ * held_locks, the child phase frees it (under the allow-list). */
+pthread_mutex_t torture_held = PTHREAD_MUTEX_INITIALIZER;
+static int held_ready[2];
+
 static void *idle_thread(void *arg)
 {
     int fd = *(int *)arg;
     char c;
+    pthread_mutex_lock(&torture_held);
+    (void)!write(held_ready[1], "r", 1);
     while (read(fd, &c, 1) < 0 && errno == EINTR) {
     }
+    pthread_mutex_unlock(&torture_held);
     return NULL;
 }
 
@@ -558,7 +566,7 @@ static int do_seccomp(void)
 {
     /* One descriptor of every kind an [[fd]] action can act on. */
     int sp[2], lp[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) != 0 || pipe(lp) != 0)
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) != 0 || pipe(lp) != 0 || pipe(held_ready) != 0)
         return 2;
     int tcp = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -571,10 +579,14 @@ static int do_seccomp(void)
         place(inotify_init1(0), 68) || place(tcp, 69) || place(sp[1], 70) ||
         place(open("/dev/null", O_RDONLY), 71))
         return 2;
-    /* A second thread: glibc's multi-threaded fork path. */
+    /* A second thread: glibc's multi-threaded fork path. It holds
+     * torture_held at the fork. */
     pthread_t th;
     if (pthread_create(&th, NULL, idle_thread, &lp[0]) != 0)
         return 2;
+    char r;
+    while (read(held_ready[0], &r, 1) < 0 && errno == EINTR) {
+    }
     const char *probe = getenv("TORTURE_PROBE");
     pid_t pid = fork();
     if (pid == 0) {
