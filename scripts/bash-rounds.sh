@@ -21,9 +21,12 @@ rounds=${1:-16}
 iters=${2:-1000}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BUILD=${BENCH_DIR:-$TARGET_DIR/bench}
+# LIB_SRC and DO_BUILD are read by scripts/bench/lib.sh, sourced below.
+# shellcheck disable=SC2034
 LIB_SRC=${FORKGUARD_LIB:-$TARGET_DIR/release/libforkguard.so}
 LIB=$BUILD/libforkguard.so
 RAW=$BUILD/bash-rounds.jsonl
+# shellcheck disable=SC2034
 DO_BUILD=0
 # shellcheck source=scripts/bench/lib.sh
 source "$ROOT/scripts/bench/lib.sh"
