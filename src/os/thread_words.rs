@@ -23,8 +23,10 @@ thread_local! {
 /// `WORDS`' offset from the thread pointer; 0 until proven static.
 static OFFSET: AtomicIsize = AtomicIsize::new(0);
 
+/// The calling thread's thread pointer (`%fs:0`; 0 elsewhere).
+/// Async-signal-safe.
 #[cfg(target_arch = "x86_64")]
-fn thread_pointer() -> usize {
+pub fn thread_pointer() -> usize {
     let tp: usize;
     // SAFETY: on x86_64 glibc, %fs:0 holds the thread control block's own
     // address (the thread pointer); reading it has no side effects.
@@ -35,7 +37,7 @@ fn thread_pointer() -> usize {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn thread_pointer() -> usize {
+pub fn thread_pointer() -> usize {
     0
 }
 
@@ -87,21 +89,33 @@ pub fn init() {
     let w = WORDS.with(|w| w as *const Words as usize);
     // `record_word` reads the block's first word: it must be `record`.
     let first = WORDS.with(|w| &w.record as *const Cell<usize> as usize);
+    if first != w {
+        return;
+    }
+    if let Some(off) = static_offset(w, core::mem::size_of::<Words>()) {
+        OFFSET.store(off, Ordering::Relaxed);
+    }
+}
+
+/// The offset from the thread pointer of the calling thread's TLS block
+/// at `addr` (`size` bytes), when it lies in the static TLS area (the same
+/// offset in every thread); `None` when that cannot be proven. Load time.
+pub fn static_offset(addr: usize, size: usize) -> Option<isize> {
     let tp = thread_pointer();
+    // glibc's own report of the static TLS area's size (the same call the
+    // sanitizers use); the area ends at the thread pointer on x86_64.
     // SAFETY: a lookup by NUL-terminated name.
     let f =
         unsafe { crate::os::clib::dlsym(libc::RTLD_DEFAULT, c"_dl_get_tls_static_info".as_ptr()) };
-    if f.is_null() || tp == 0 || first != w {
-        return;
+    if f.is_null() || tp == 0 {
+        return None;
     }
     // SAFETY: glibc's signature: void (size_t *size, size_t *align).
     let get: extern "C" fn(*mut usize, *mut usize) = unsafe { core::mem::transmute(f) };
-    let (mut size, mut align) = (0usize, 0usize);
-    get(&mut size, &mut align);
+    let (mut area, mut align) = (0usize, 0usize);
+    get(&mut area, &mut align);
     // Dynamic TLS blocks are allocated on their own, never inside a
     // thread's static area: a block found there is static.
-    let end = w.saturating_add(core::mem::size_of::<Words>());
-    if w < tp && end <= tp && tp - w <= size {
-        OFFSET.store(w.wrapping_sub(tp) as isize, Ordering::Relaxed);
-    }
+    let end = addr.saturating_add(size);
+    (addr < tp && end <= tp && tp - addr <= area).then(|| addr.wrapping_sub(tp) as isize)
 }

@@ -47,22 +47,6 @@ thread_local! {
 /// static (then `state()` asks `__tls_get_addr`).
 static OFFSET: AtomicIsize = AtomicIsize::new(0);
 
-#[cfg(target_arch = "x86_64")]
-fn thread_pointer() -> usize {
-    let tp: usize;
-    // SAFETY: on x86_64 glibc, %fs:0 holds the thread control block's own
-    // address (the thread pointer); reading it has no side effects.
-    unsafe {
-        core::arch::asm!("mov {}, fs:0", out(reg) tp, options(nostack, readonly, preserves_flags));
-    }
-    tp
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn thread_pointer() -> usize {
-    0
-}
-
 fn via_tls_get_addr() -> *const ThreadState {
     STATE.with(|s| s as *const ThreadState)
 }
@@ -71,7 +55,7 @@ fn via_tls_get_addr() -> *const ThreadState {
 pub fn state() -> &'static ThreadState {
     let off = OFFSET.load(Ordering::Relaxed);
     let p = if off != 0 {
-        thread_pointer().wrapping_add_signed(off) as *const ThreadState
+        crate::os::thread_words::thread_pointer().wrapping_add_signed(off) as *const ThreadState
     } else {
         via_tls_get_addr()
     };
@@ -88,23 +72,9 @@ pub fn init() {
         return;
     }
     let addr = via_tls_get_addr() as usize;
-    let tp = thread_pointer();
-    // glibc's own report of the static TLS area's size (the same call the
-    // sanitizers use); the area ends at the thread pointer on x86_64.
-    // SAFETY: a lookup by NUL-terminated name.
-    let f =
-        unsafe { crate::os::clib::dlsym(libc::RTLD_DEFAULT, c"_dl_get_tls_static_info".as_ptr()) };
-    if f.is_null() || tp == 0 {
-        return;
-    }
-    // SAFETY: glibc's signature: void (size_t *size, size_t *align).
-    let get: extern "C" fn(*mut usize, *mut usize) = unsafe { core::mem::transmute(f) };
-    let (mut size, mut align) = (0usize, 0usize);
-    get(&mut size, &mut align);
-    // Dynamic TLS blocks are allocated on their own, never inside a
-    // thread's static area: a block found there is static.
-    let end = addr.saturating_add(core::mem::size_of::<ThreadState>());
-    if addr < tp && end <= tp && tp - addr <= size {
-        OFFSET.store(addr.wrapping_sub(tp) as isize, Ordering::Relaxed);
+    if let Some(off) =
+        crate::os::thread_words::static_offset(addr, core::mem::size_of::<ThreadState>())
+    {
+        OFFSET.store(off, Ordering::Relaxed);
     }
 }
