@@ -72,7 +72,7 @@ fn c_run(s: &Scratch, cfg: Option<&Path>, scene: &str, forks: u32, child_ms: u32
     tally(&out)
 }
 
-const OTHERS: [(&str, u32); 11] = [
+const OTHERS: [(&str, u32); 12] = [
     ("mutex-heap", 200),
     ("mutex-global", 50),
     ("mutex-array", 50),
@@ -83,6 +83,7 @@ const OTHERS: [(&str, u32); 11] = [
     ("sem-other-post", 50),
     ("exit-holding", 50),
     ("many", 50),
+    ("unordered", 50),
     ("reuse", 50),
 ];
 

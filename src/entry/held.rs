@@ -20,7 +20,7 @@
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 use crate::actions::held::real::{self, real, COUNT};
-use crate::actions::held::track;
+use crate::actions::held::{fast, track};
 
 /// Where each entry point jumps. Read by the exported `jmp *slot`s.
 // Evaluated at compile time: an index out of range is a build error, never
@@ -195,21 +195,16 @@ macro_rules! with_return_address {
 }
 
 with_return_address! {
-    e_mutex_lock "rsi" track::mutex_lock;
     e_mutex_trylock "rsi" track::mutex_trylock;
     e_mutex_timedlock "rdx" track::mutex_timedlock;
     e_mutex_clocklock "rcx" track::mutex_clocklock;
-    e_rw_rdlock "rsi" track::rw_rdlock;
     e_rw_tryrdlock "rsi" track::rw_tryrdlock;
     e_rw_timedrdlock "rdx" track::rw_timedrdlock;
     e_rw_clockrdlock "rcx" track::rw_clockrdlock;
-    e_rw_wrlock "rsi" track::rw_wrlock;
     e_rw_trywrlock "rsi" track::rw_trywrlock;
     e_rw_timedwrlock "rdx" track::rw_timedwrlock;
     e_rw_clockwrlock "rcx" track::rw_clockwrlock;
-    e_spin_lock "rsi" track::spin_lock;
     e_spin_trylock "rsi" track::spin_trylock;
-    e_sem_wait "rsi" track::sem_wait;
     e_sem_trywait "rsi" track::sem_trywait;
     e_sem_timedwait "rdx" track::sem_timedwait;
     e_sem_clockwait "rcx" track::sem_clockwait;
@@ -218,30 +213,30 @@ with_return_address! {
 /// Every tracker, by slot.
 fn targets() -> [usize; COUNT] {
     [
-        e_mutex_lock as *const () as usize,
+        fast::mutex_lock as *const () as usize,
         e_mutex_trylock as *const () as usize,
         e_mutex_timedlock as *const () as usize,
         e_mutex_clocklock as *const () as usize,
-        track::mutex_unlock as *const () as usize,
-        e_rw_rdlock as *const () as usize,
+        fast::mutex_unlock as *const () as usize,
+        fast::rw_rdlock as *const () as usize,
         e_rw_tryrdlock as *const () as usize,
         e_rw_timedrdlock as *const () as usize,
         e_rw_clockrdlock as *const () as usize,
-        e_rw_wrlock as *const () as usize,
+        fast::rw_wrlock as *const () as usize,
         e_rw_trywrlock as *const () as usize,
         e_rw_timedwrlock as *const () as usize,
         e_rw_clockwrlock as *const () as usize,
-        track::rw_unlock as *const () as usize,
-        e_spin_lock as *const () as usize,
+        fast::rw_unlock as *const () as usize,
+        fast::spin_lock as *const () as usize,
         e_spin_trylock as *const () as usize,
-        track::spin_unlock as *const () as usize,
+        fast::spin_unlock as *const () as usize,
         track::sem_init as *const () as usize,
         track::sem_destroy as *const () as usize,
-        e_sem_wait as *const () as usize,
+        fast::sem_wait as *const () as usize,
         e_sem_trywait as *const () as usize,
         e_sem_timedwait as *const () as usize,
         e_sem_clockwait as *const () as usize,
-        track::sem_post as *const () as usize,
+        fast::sem_post as *const () as usize,
     ]
 }
 

@@ -21,7 +21,7 @@ thread_local! {
 }
 
 /// `WORDS`' offset from the thread pointer; 0 until proven static.
-static OFFSET: AtomicIsize = AtomicIsize::new(0);
+pub(crate) static OFFSET: AtomicIsize = AtomicIsize::new(0);
 
 /// The calling thread's thread pointer (`%fs:0`; 0 elsewhere).
 /// Async-signal-safe.

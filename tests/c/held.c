@@ -24,6 +24,11 @@
  *   counting        a counting semaphore (value 3, 1 taken): the child sees 2
  *   exit-holding    a thread locks a heap mutex and exits (once, before the forks)
  *   many            32 threads, each holding 4 heap mutexes
+ *   unordered       a holder of 4 heap mutexes (one of each: mutex, rwlock
+ *                   write, spinlock, binary semaphore) that, before each
+ *                   fork, takes and releases them 40 times in the order it
+ *                   took them (not the reverse): every release but the
+ *                   last one's is not the record's last entry
  *   reuse           a heap mutex locked, unlocked, destroyed and freed; its
  *                   memory reused (pattern) before each fork; the child
  *                   checks the pattern is intact
@@ -77,6 +82,7 @@ struct holder {
     int first, count; /* locks[first .. first+count) */
     int held_w, go_r; /* pipes: "held" to main, "go" from main */
     int go_w, held_r;
+    int fifo_rounds; /* take all, release all in taking order, this often */
 };
 #define MAX_HOLDERS 40
 static struct holder holders[MAX_HOLDERS];
@@ -164,6 +170,11 @@ static void *holder_main(void *arg) {
     struct holder *h = arg;
     char c;
     for (;;) {
+        for (int r = 0; r < h->fifo_rounds; r++) {
+            for (int i = 0; i < h->count; i++) take(&locks[h->first + i]);
+            for (int i = 0; i < h->count; i++)
+                if (give(&locks[h->first + i]) != 0) die("unlock");
+        }
         for (int i = 0; i < h->count; i++) take(&locks[h->first + i]);
         if (write(h->held_w, "h", 1) != 1) break;
         if (read(h->go_r, &c, 1) != 1 || c == 'q') break;
@@ -320,6 +331,13 @@ static void setup(void) {
             for (int k = 1; k < 4; k++) add_new(MUTEX);
             holder_add(first, 4);
         }
+    } else if (!strcmp(scene, "unordered")) {
+        int first = add_new(MUTEX);
+        add_new(RWWRITE);
+        add_new(SPIN);
+        add_new(SEM);
+        holder_add(first, 4);
+        holders[nholders - 1].fifo_rounds = 40;
     } else if (!strcmp(scene, "reuse")) {
         reused = heap(sizeof *reused);
         pthread_mutex_init(reused, NULL);

@@ -20,6 +20,7 @@
 )]
 
 pub mod audit;
+pub mod fast;
 pub mod log;
 pub mod name;
 pub mod real;

@@ -63,7 +63,7 @@ pub mod slot {
     pub const SEM_POST: usize = 23;
 }
 
-static REAL: [AtomicUsize; COUNT] = [const { AtomicUsize::new(0) }; COUNT];
+pub(super) static REAL: [AtomicUsize; COUNT] = [const { AtomicUsize::new(0) }; COUNT];
 
 /// glibc's definition for slot `i`, looked up on first use; 0 if none. Not
 /// async-signal-safe on the first call: everything is bound at load when

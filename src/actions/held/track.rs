@@ -290,13 +290,13 @@ pub unsafe extern "C" fn spin_unlock(s: P) -> c_int {
 /// private; int pad; }`): a binary semaphore (created with value 1, not
 /// process-shared) is marked in the last 8, keyed by its address so that a
 /// copied `sem_t` is not taken for one.
-const MARK_OFF: usize = 24;
+pub(super) const MARK_OFF: usize = 24;
 /// The thread id of the semaphore's last taker, 0 once posted: the
 /// semaphore says who holds it, as a mutex does (a semaphore may be posted
 /// by another thread than its taker, which leaves the taker's record
 /// entry behind).
-const HOLDER_OFF: usize = 16;
-const MARK: usize = 0x6667_6269_6e61_7279; // "fgbinary"
+pub(super) const HOLDER_OFF: usize = 16;
+pub(super) const MARK: usize = 0x6667_6269_6e61_7279; // "fgbinary"
 
 /// The recorded holder of a binary semaphore (0: none or unknown).
 pub fn holder(s: usize) -> i32 {

@@ -1,0 +1,269 @@
+//! The trackers' common paths in assembly: the blocking lock calls, the
+//! unlocks and the binary-semaphore wait and post, when the calling thread
+//! has its record and it has room. Everything else — no record yet, a fork
+//! in progress on this thread, a full record, a failed call, an entry that
+//! is not the last one — falls through to the Rust trackers in `track`,
+//! which remain the definition of what tracking does; these paths do the
+//! same thing in fewer instructions (docs/held-locks.md, "Cost").
+//!
+//! What they rely on, checked at compile time below: `Record` is `n`, then
+//! the entries, 16 bytes each (`addr`, then `info` = return address | kind
+//! << 56), from offset 16; the record word is at `thread_words::OFFSET`
+//! from the thread pointer; glibc's functions are in `real::REAL` by slot.
+//! As in `record::push`, the entry's stores come before `n`'s, and both
+//! before the lock's own atomic instruction (x86-64 keeps stores in
+//! program order).
+//!
+//! A lock call records and then jumps to glibc (no frame); an unlock or a
+//! wait keeps the lock's address on the stack across glibc's call and then
+//! forgets or finishes the entry. Only caller-saved registers are used.
+
+use super::real::{slot, REAL};
+use super::record::{self, Entry, Record, MUTEX, RW_READ, RW_WRITE, SEM, SLOTS, SPIN};
+use super::track;
+use crate::os::thread_words::OFFSET;
+use libc::c_int;
+
+const N: usize = core::mem::offset_of!(Record, n);
+const TID: usize = core::mem::offset_of!(Record, tid);
+const E: usize = core::mem::offset_of!(Record, e);
+const E_ADDR: usize = E + core::mem::offset_of!(Entry, addr);
+const E_INFO: usize = E + core::mem::offset_of!(Entry, info);
+/// The last entry's `addr` is at `TOP + n * 16`; with `n = 0` that is `n`
+/// itself (0, never a lock's address), so the unlock needs no bounds check.
+const TOP: usize = E_ADDR - 16;
+
+const _: () = {
+    assert!(core::mem::size_of::<Entry>() == 16);
+    assert!(N == 0 && E == 16 && TOP == N);
+    assert!(core::mem::offset_of!(Entry, info) == 8);
+};
+
+/// `info`'s kind bits.
+const fn kind(k: u8) -> u64 {
+    (k as u64) << 56
+}
+
+// ---- lock calls: record, then glibc -----------------------------------------
+
+macro_rules! lock_fast {
+    ($($name:ident $kind:ident $slot:ident $slow:path;)*) => {
+        $(
+            /// The tracker for this lock call: see the module's doc.
+            #[unsafe(naked)]
+            pub extern "C" fn $name() {
+                core::arch::naked_asm!(
+                    "mov rax, qword ptr [rip + {off}]",
+                    "mov rax, qword ptr fs:[rax]",
+                    "test rax, rax",
+                    "jz 2f",
+                    "mov rdx, qword ptr [rax + {n}]",
+                    "cmp rdx, {slots}",
+                    "jae 2f",
+                    "mov rcx, rdx",
+                    "shl rcx, 4",
+                    "mov qword ptr [rax + rcx + {e_addr}], rdi",
+                    "mov r8, qword ptr [rsp]",
+                    "movabs r9, {kind}",
+                    "or r8, r9",
+                    "mov qword ptr [rax + rcx + {e_info}], r8",
+                    "inc rdx",
+                    "mov qword ptr [rax + {n}], rdx",
+                    "jmp qword ptr [rip + {real} + {at}]",
+                    "2:",
+                    "mov rsi, qword ptr [rsp]",
+                    "jmp {slow}",
+                    off = sym OFFSET,
+                    n = const N,
+                    slots = const SLOTS,
+                    e_addr = const E_ADDR,
+                    e_info = const E_INFO,
+                    kind = const kind($kind),
+                    real = sym REAL,
+                    at = const slot::$slot * 8,
+                    slow = sym $slow,
+                )
+            }
+        )*
+    };
+}
+
+lock_fast! {
+    mutex_lock MUTEX MUTEX_LOCK track::mutex_lock;
+    rw_rdlock RW_READ RW_RDLOCK track::rw_rdlock;
+    rw_wrlock RW_WRITE RW_WRLOCK track::rw_wrlock;
+    spin_lock SPIN SPIN_LOCK track::spin_lock;
+}
+
+// ---- unlock calls: glibc, then forget ---------------------------------------
+
+/// After a successful unlock whose entry is not the last one: forget it
+/// deeper in the record. Returns the unlock's 0.
+extern "C" fn forget(addr: usize) -> c_int {
+    if let Some(r) = record::mine() {
+        record::pop(r, addr);
+    }
+    0
+}
+
+/// The body the unlocks and the semaphore post share: call glibc's
+/// function (`$at`), then drop the last entry if it is this lock's. `$pre`
+/// runs first, `$post` are extra labelled instructions after the body, with
+/// their own operands.
+macro_rules! unlock_body {
+    ($at:expr, $slow:path) => {
+        unlock_body!($at, $slow, ; ;)
+    };
+    ($at:expr, $slow:path, $($pre:literal),*; $($post:literal),*; $($ops:tt)*) => {
+        core::arch::naked_asm!(
+            $($pre,)*
+            "mov rax, qword ptr [rip + {off}]",
+            "mov rax, qword ptr fs:[rax]",
+            "test rax, rax",
+            "jz 4f",
+            "push rdi",
+            "call qword ptr [rip + {real} + {at}]",
+            "pop rdi",
+            "test eax, eax",
+            "jnz 3f",
+            "mov rdx, qword ptr [rip + {off}]",
+            "mov rdx, qword ptr fs:[rdx]",
+            "test rdx, rdx",
+            "jz 3f",
+            "mov rcx, qword ptr [rdx + {n}]",
+            "shl rcx, 4",
+            "cmp qword ptr [rdx + rcx + {top}], rdi",
+            "jne 5f",
+            "dec qword ptr [rdx + {n}]",
+            "3:",
+            "ret",
+            "4:",
+            "jmp {slow}",
+            "5:",
+            "jmp {forget}",
+            $($post,)*
+            $($ops)*
+            off = sym OFFSET,
+            n = const N,
+            top = const TOP,
+            real = sym REAL,
+            at = const $at * 8,
+            slow = sym $slow,
+            forget = sym forget,
+        )
+    };
+}
+
+/// The tracker for `pthread_mutex_unlock`: see the module's doc.
+#[unsafe(naked)]
+pub extern "C" fn mutex_unlock() {
+    unlock_body!(slot::MUTEX_UNLOCK, track::mutex_unlock)
+}
+
+/// The tracker for `pthread_rwlock_unlock`.
+#[unsafe(naked)]
+pub extern "C" fn rw_unlock() {
+    unlock_body!(slot::RW_UNLOCK, track::rw_unlock)
+}
+
+/// The tracker for `pthread_spin_unlock`.
+#[unsafe(naked)]
+pub extern "C" fn spin_unlock() {
+    unlock_body!(slot::SPIN_UNLOCK, track::spin_unlock)
+}
+
+// ---- binary semaphores -------------------------------------------------------
+
+/// After a failed wait: forget the entry, return glibc's answer (errno is
+/// left as glibc set it).
+extern "C" fn wait_failed(addr: usize, rv: c_int) -> c_int {
+    if let Some(r) = record::mine() {
+        record::pop(r, addr);
+    }
+    rv
+}
+
+/// The tracker for `sem_wait`: a semaphore that is not binary goes straight
+/// to glibc; a binary one is recorded, waited for, and on success marked
+/// with this thread as its holder (`track::holder`).
+#[unsafe(naked)]
+pub extern "C" fn sem_wait() {
+    core::arch::naked_asm!(
+        "movabs rax, {mark}",
+        "xor rax, rdi",
+        "cmp qword ptr [rdi + {mark_off}], rax",
+        "jne 6f",
+        "mov rax, qword ptr [rip + {off}]",
+        "mov rax, qword ptr fs:[rax]",
+        "test rax, rax",
+        "jz 2f",
+        "mov rdx, qword ptr [rax + {n}]",
+        "cmp rdx, {slots}",
+        "jae 2f",
+        "mov rcx, rdx",
+        "shl rcx, 4",
+        "mov qword ptr [rax + rcx + {e_addr}], rdi",
+        "mov r8, qword ptr [rsp]",
+        "movabs r9, {kind}",
+        "or r8, r9",
+        "mov qword ptr [rax + rcx + {e_info}], r8",
+        "inc rdx",
+        "mov qword ptr [rax + {n}], rdx",
+        "push rdi",
+        "call qword ptr [rip + {real} + {at}]",
+        "pop rdi",
+        "test eax, eax",
+        "jnz 7f",
+        "mov rdx, qword ptr [rip + {off}]",
+        "mov rdx, qword ptr fs:[rdx]",
+        "test rdx, rdx",
+        "jz 3f",
+        "mov ecx, dword ptr [rdx + {tid}]",
+        "mov dword ptr [rdi + {holder}], ecx",
+        "3:",
+        "ret",
+        "2:",
+        "mov rsi, qword ptr [rsp]",
+        "jmp {slow}",
+        "6:",
+        "jmp qword ptr [rip + {real} + {at}]",
+        "7:",
+        "mov esi, eax",
+        "jmp {failed}",
+        mark = const track::MARK,
+        mark_off = const track::MARK_OFF,
+        holder = const track::HOLDER_OFF,
+        off = sym OFFSET,
+        n = const N,
+        tid = const TID,
+        slots = const SLOTS,
+        e_addr = const E_ADDR,
+        e_info = const E_INFO,
+        kind = const kind(SEM),
+        real = sym REAL,
+        at = const slot::SEM_WAIT * 8,
+        slow = sym track::sem_wait,
+        failed = sym wait_failed,
+    )
+}
+
+/// The tracker for `sem_post`: a binary semaphore loses its holder before
+/// glibc's post (after it, another thread may take it), then its entry; any
+/// other goes straight to glibc.
+#[unsafe(naked)]
+pub extern "C" fn sem_post() {
+    unlock_body!(
+        slot::SEM_POST,
+        track::sem_post,
+        "movabs rax, {mark}",
+        "xor rax, rdi",
+        "cmp qword ptr [rdi + {mark_off}], rax",
+        "jne 6f",
+        "mov dword ptr [rdi + {holder}], 0";
+        "6:",
+        "jmp qword ptr [rip + {real} + {at}]";
+        mark = const track::MARK,
+        mark_off = const track::MARK_OFF,
+        holder = const track::HOLDER_OFF,
+    )
+}
