@@ -431,3 +431,47 @@ fn failed_dunder_fork_is_reported_by_the_fallback() {
         log.raw
     );
 }
+
+/// The wait family is exported (for `log_exits`), so every wait of every
+/// process goes through it. A wait before the first fork — here the very
+/// first one, in a SIGCHLD handler, of a child made with a raw clone — must
+/// not look libc's function up (`dlsym` is not async-signal-safe): it makes
+/// the system call itself, with the result, status and errno the kernel
+/// gives. The first fork binds libc's functions; the same waits then go
+/// through them. LD_DEBUG=symbols shows each look-up in libc.
+#[test]
+fn waits_before_the_first_fork_look_nothing_up() {
+    let s = Scratch::new("waitfirst");
+    let cfg = setup(&s, "", "");
+    let mut cmd = guarded(&s, extra_fixture("wait_first", false), &cfg);
+    cmd.env("LD_DEBUG", "symbols");
+    let out = run(&s, cmd, TIMEOUT);
+    out.assert_success();
+    assert_eq!(out.stdout.trim(), "ok", "{}", out.stdout);
+    let lookups = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| {
+                l.contains("symbol=wait") && l.contains("lookup in file=") && l.contains("libc.so")
+            })
+            .map(str::to_string)
+            .collect()
+    };
+    let (before, after) = out
+        .stderr
+        .split_once("-- first fork")
+        .unwrap_or_else(|| panic!("no fork marker:\n{}", out.stderr));
+    assert_eq!(
+        lookups(before),
+        Vec::<String>::new(),
+        "looked up before the first fork"
+    );
+    // The control: LD_DEBUG does show these look-ups, at the first fork.
+    let bound = lookups(after);
+    for name in ["waitpid", "wait", "wait3", "wait4", "waitid"] {
+        let needle = format!("symbol={name};");
+        assert!(
+            bound.iter().any(|l| l.contains(&needle)),
+            "{name} not bound at the first fork:\n{after}"
+        );
+    }
+}

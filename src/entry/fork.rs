@@ -32,6 +32,7 @@ fn real_fork() -> extern "C" fn() -> pid_t {
 #[no_mangle]
 #[link_section = ".text.fg_hot"]
 pub unsafe extern "C" fn fork() -> pid_t {
+    crate::entry::wait::bind();
     // SAFETY: the closure performs the real fork.
     unsafe { phases::around(Via::Fork, || real_fork()()) }
 }
@@ -40,6 +41,7 @@ redhook::hook! {
     unsafe fn forkpty(amaster: *mut c_int, name: *mut c_char, termp: *const termios, winp: *const winsize) -> pid_t => fg_forkpty {
         // glibc's forkpty forks internally without calling `fork`: the
         // phases run here, once (its fork handlers see this thread busy).
+        crate::entry::wait::bind();
         // SAFETY: the closure performs the real forkpty with the caller's arguments.
         unsafe { phases::around(Via::Forkpty, || redhook::real!(forkpty)(amaster, name, termp, winp)) }
     }
@@ -47,6 +49,7 @@ redhook::hook! {
 
 redhook::hook! {
     unsafe fn daemon(nochdir: c_int, noclose: c_int) -> c_int => fg_daemon {
+        crate::entry::wait::bind();
         // SAFETY: the closure performs the real daemon call.
         unsafe { phases::around_daemon(|| redhook::real!(daemon)(nochdir, noclose)) }
     }
@@ -70,6 +73,7 @@ extern "C" fn vfork_target() -> usize {
     // The child may exec through our exec wrappers: libc's are found now,
     // in the parent, never by a look-up in the vfork child.
     crate::entry::spawn::before_vfork();
+    crate::entry::wait::bind();
     match crate::phases::runtime::get() {
         Some(rt) if rt.vfork_as_fork && !phases::busy() => vfork_as_fork as *const () as usize,
         _ => real_vfork(),

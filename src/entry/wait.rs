@@ -5,16 +5,22 @@
 use crate::phases::exits::{from_siginfo, note};
 use crate::phases::runtime::Runtime;
 use libc::{c_int, pid_t};
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-/// The next definition (libc's) of a wait function, looked up once.
-fn next(cache: &AtomicUsize, name: &core::ffi::CStr) -> usize {
-    let p = crate::os::symbols::next(cache, name);
-    if p == 0 {
-        // Nothing sensible is left without libc's wait.
-        crate::os::clib::abort();
-    }
-    p
+/// libc's wait function from `cache`, once bound (`bind`); `None` before.
+fn bound(cache: &AtomicUsize) -> Option<usize> {
+    let p = cache.load(Ordering::Acquire);
+    (p != 0).then_some(p)
+}
+
+/// The wait system call itself, for a wait made before libc's functions
+/// were bound: what glibc's wrapper does (`wait4`/`waitid` with no usage),
+/// without its cancellation point. It is never looked up then, since that
+/// first wait may run in a signal handler (a SIGCHLD handler that reaps),
+/// where `dlsym` must not run. Async-signal-safe.
+fn sys(n: libc::c_long, a: [usize; 6]) -> c_int {
+    // SAFETY: the caller passes a wait system call's arguments as given.
+    unsafe { crate::os::sys::syscall(n, a) as c_int }
 }
 
 static WAITPID: AtomicUsize = AtomicUsize::new(0);
@@ -22,18 +28,39 @@ static WAIT: AtomicUsize = AtomicUsize::new(0);
 static WAIT3: AtomicUsize = AtomicUsize::new(0);
 static WAIT4: AtomicUsize = AtomicUsize::new(0);
 static WAITID: AtomicUsize = AtomicUsize::new(0);
+static BOUND: AtomicBool = AtomicBool::new(false);
 
-/// At load, when `log_exits` is on: find the real wait functions now, so
-/// none is looked up in a signal handler.
-pub fn init(rt: &Runtime) {
-    if !rt.log_exits {
+/// Find libc's wait functions, once: at load when `log_exits` is on, else
+/// at the first fork or spawn (there is nothing to wait for before one,
+/// bar children made with a raw `clone`). Never from a wait itself.
+pub fn bind() {
+    if BOUND.load(Ordering::Relaxed) {
         return;
     }
-    next(&WAITPID, c"waitpid");
-    next(&WAIT, c"wait");
-    next(&WAIT3, c"wait3");
-    next(&WAIT4, c"wait4");
-    next(&WAITID, c"waitid");
+    bind_now();
+}
+
+#[cold]
+#[inline(never)]
+fn bind_now() {
+    for (cache, name) in [
+        (&WAITPID, c"waitpid"),
+        (&WAIT, c"wait"),
+        (&WAIT3, c"wait3"),
+        (&WAIT4, c"wait4"),
+        (&WAITID, c"waitid"),
+    ] {
+        crate::os::symbols::next(cache, name);
+    }
+    BOUND.store(true, Ordering::Relaxed);
+}
+
+/// At load, when `log_exits` is on: bind now, so that its very first
+/// reaped status is noted by libc's own call.
+pub fn init(rt: &Runtime) {
+    if rt.log_exits {
+        bind();
+    }
 }
 
 /// `waitpid`: libc's, then the reaped status noted for `log_exits`.
@@ -43,11 +70,13 @@ pub fn init(rt: &Runtime) {
 #[no_mangle]
 pub unsafe extern "C" fn waitpid(pid: pid_t, status: *mut c_int, options: c_int) -> pid_t {
     type F = unsafe extern "C" fn(pid_t, *mut c_int, c_int) -> pid_t;
-    let f = next(&WAITPID, c"waitpid");
     let mut local = 0;
     let out = if status.is_null() { &mut local } else { status };
-    // SAFETY: libc's waitpid with a valid status pointer.
-    let r = unsafe { core::mem::transmute::<usize, F>(f)(pid, out, options) };
+    let r = match bound(&WAITPID) {
+        // SAFETY: libc's waitpid with a valid status pointer.
+        Some(f) => unsafe { core::mem::transmute::<usize, F>(f)(pid, out, options) },
+        None => sys(libc::SYS_wait4, [pid as usize, out as usize, options as usize, 0, 0, 0]),
+    };
     if r > 0 {
         // SAFETY: out was just written by waitpid.
         note(r, unsafe { *out });
@@ -62,11 +91,13 @@ pub unsafe extern "C" fn waitpid(pid: pid_t, status: *mut c_int, options: c_int)
 #[no_mangle]
 pub unsafe extern "C" fn wait(status: *mut c_int) -> pid_t {
     type F = unsafe extern "C" fn(*mut c_int) -> pid_t;
-    let f = next(&WAIT, c"wait");
     let mut local = 0;
     let out = if status.is_null() { &mut local } else { status };
-    // SAFETY: libc's wait with a valid status pointer.
-    let r = unsafe { core::mem::transmute::<usize, F>(f)(out) };
+    let r = match bound(&WAIT) {
+        // SAFETY: libc's wait with a valid status pointer.
+        Some(f) => unsafe { core::mem::transmute::<usize, F>(f)(out) },
+        None => sys(libc::SYS_wait4, [-1isize as usize, out as usize, 0, 0, 0, 0]),
+    };
     if r > 0 {
         // SAFETY: out was just written by wait.
         note(r, unsafe { *out });
@@ -81,11 +112,13 @@ pub unsafe extern "C" fn wait(status: *mut c_int) -> pid_t {
 #[no_mangle]
 pub unsafe extern "C" fn wait3(status: *mut c_int, options: c_int, ru: *mut libc::rusage) -> pid_t {
     type F = unsafe extern "C" fn(*mut c_int, c_int, *mut libc::rusage) -> pid_t;
-    let f = next(&WAIT3, c"wait3");
     let mut local = 0;
     let out = if status.is_null() { &mut local } else { status };
-    // SAFETY: libc's wait3 with a valid status pointer.
-    let r = unsafe { core::mem::transmute::<usize, F>(f)(out, options, ru) };
+    let r = match bound(&WAIT3) {
+        // SAFETY: libc's wait3 with a valid status pointer.
+        Some(f) => unsafe { core::mem::transmute::<usize, F>(f)(out, options, ru) },
+        None => sys(libc::SYS_wait4, [-1isize as usize, out as usize, options as usize, ru as usize, 0, 0]),
+    };
     if r > 0 {
         // SAFETY: out was just written by wait3.
         note(r, unsafe { *out });
@@ -105,11 +138,13 @@ pub unsafe extern "C" fn wait4(
     ru: *mut libc::rusage,
 ) -> pid_t {
     type F = unsafe extern "C" fn(pid_t, *mut c_int, c_int, *mut libc::rusage) -> pid_t;
-    let f = next(&WAIT4, c"wait4");
     let mut local = 0;
     let out = if status.is_null() { &mut local } else { status };
-    // SAFETY: libc's wait4 with a valid status pointer.
-    let r = unsafe { core::mem::transmute::<usize, F>(f)(pid, out, options, ru) };
+    let r = match bound(&WAIT4) {
+        // SAFETY: libc's wait4 with a valid status pointer.
+        Some(f) => unsafe { core::mem::transmute::<usize, F>(f)(pid, out, options, ru) },
+        None => sys(libc::SYS_wait4, [pid as usize, out as usize, options as usize, ru as usize, 0, 0]),
+    };
     if r > 0 {
         // SAFETY: out was just written by wait4.
         note(r, unsafe { *out });
@@ -129,9 +164,11 @@ pub unsafe extern "C" fn waitid(
     options: c_int,
 ) -> c_int {
     type F = unsafe extern "C" fn(libc::idtype_t, libc::id_t, *mut libc::siginfo_t, c_int) -> c_int;
-    let f = next(&WAITID, c"waitid");
-    // SAFETY: libc's waitid with the caller's arguments.
-    let r = unsafe { core::mem::transmute::<usize, F>(f)(idtype, id, info, options) };
+    let r = match bound(&WAITID) {
+        // SAFETY: libc's waitid with the caller's arguments.
+        Some(f) => unsafe { core::mem::transmute::<usize, F>(f)(idtype, id, info, options) },
+        None => sys(libc::SYS_waitid, [idtype as usize, id as usize, info as usize, options as usize, 0, 0]),
+    };
     if r == 0 && !info.is_null() && options & libc::WNOWAIT == 0 && options & libc::WEXITED != 0 {
         // SAFETY: waitid filled info (si_pid 0: nothing was waitable).
         let (pid, code, st) = unsafe { ((*info).si_pid(), (*info).si_code, (*info).si_status()) };

@@ -36,6 +36,7 @@ pub unsafe extern "C" fn posix_spawn(
     argv: *const *mut c_char,
     envp: *const *mut c_char,
 ) -> c_int {
+    crate::entry::wait::bind();
     // SAFETY: forwarded contract.
     unsafe { spawn(&SPAWN, "posix_spawn", pid, path, fa, attr, argv, envp) }
 }
@@ -53,6 +54,7 @@ pub unsafe extern "C" fn posix_spawnp(
     argv: *const *mut c_char,
     envp: *const *mut c_char,
 ) -> c_int {
+    crate::entry::wait::bind();
     // SAFETY: forwarded contract.
     unsafe { spawn(&SPAWNP, "posix_spawnp", pid, file, fa, attr, argv, envp) }
 }
