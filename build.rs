@@ -6,6 +6,11 @@
 //!   from libgcc_eh instead of loading libgcc_s.so.1 in every process (with
 //!   `panic = "abort"` it only serves backtraces);
 //! - relative relocations are packed (DT_RELR);
+//! - the library's own calls to the functions it exports (its lock calls go
+//!   through the pthread entry points it defines) bind to its own
+//!   definitions at link time (`-Bsymbolic-functions`), instead of one
+//!   symbol look-up each by the loader in every process: the same target,
+//!   since the preloaded library comes first in the search order;
 //! - libc functions are bound lazily through trampolines generated here from
 //!   `src/os/lazy_imports.txt` (see `src/os/lazy.rs`).
 use std::fmt::Write as _;
@@ -16,6 +21,7 @@ fn main() {
     );
     println!("cargo:rustc-link-arg-cdylib=-Wl,--as-needed");
     println!("cargo:rustc-link-arg-cdylib=-Wl,-z,pack-relative-relocs");
+    println!("cargo:rustc-link-arg-cdylib=-Wl,-Bsymbolic-functions");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/os/lazy_imports.txt");
     println!("cargo:rerun-if-changed=src/os/lazy.S");

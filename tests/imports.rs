@@ -131,6 +131,33 @@ fn does_not_load_libgcc_s() {
     );
 }
 
+/// Each symbol relocation is a look-up by the loader in every process. The
+/// library's own calls to functions it exports (its pthread lock calls)
+/// bind to its own definitions at link time (`-Bsymbolic-functions`,
+/// build.rs): no relocation may name an exported function.
+#[test]
+fn no_relocation_names_an_exported_function() {
+    let syms = readelf(&["--dyn-syms", "-W"]);
+    let exported: Vec<&str> = syms
+        .lines()
+        .filter(|l| l.contains(" FUNC ") && l.contains(" GLOBAL ") && !l.contains(" UND "))
+        .filter_map(|l| l.split_whitespace().nth(7))
+        .map(|n| n.split('@').next().unwrap_or(n))
+        .collect();
+    assert!(exported.contains(&"pthread_mutex_lock"), "{exported:?}");
+    let relocs = readelf(&["-r", "-W"]);
+    let own: Vec<&str> = relocs
+        .lines()
+        .filter(|l| l.contains("R_X86_64_"))
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(4)
+                .is_some_and(|n| exported.contains(&n.split('@').next().unwrap_or(n)))
+        })
+        .collect();
+    assert!(own.is_empty(), "relocations against own exports: {own:#?}");
+}
+
 // ---------------------------------------------------------------------------
 // The library binds libc functions itself (src/os/lazy.rs): walking the loaded
 // objects' GNU hash tables in load order, as the loader would. `forkguard
