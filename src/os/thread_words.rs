@@ -59,12 +59,18 @@ pub fn words() -> &'static Words {
     unsafe { &*p }
 }
 
-/// The calling thread's `record` word in two loads. Only once
-/// [`is_static`]. Async-signal-safe.
+/// The calling thread's `record` word in two loads; 0 until [`init`]
+/// proved the block static (then nothing is tracked: an rwlock action of
+/// `libc_locks` asks for the forking thread's read locks without tracking
+/// having started, and an offset of 0 would read the thread control block).
+/// Async-signal-safe.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub fn record_word() -> usize {
     let off = OFFSET.load(Ordering::Relaxed);
+    if off == 0 {
+        return 0;
+    }
     let v: usize;
     // SAFETY: off is the static TLS offset of this thread's WORDS, whose
     // first field is `record` (repr of a struct of two Cells: checked in
