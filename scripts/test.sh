@@ -97,6 +97,11 @@ install_missing() {
         log "installing gunicorn and uwsgi (pip)"
         python3 -m pip install -q gunicorn uwsgi </dev/null || log "gunicorn/uwsgi could not be installed: tests/python_servers.rs will say it skipped"
     fi
+    # tests/python_servers.rs: a SQLAlchemy engine (psycopg2) in gunicorn --preload workers.
+    if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import sqlalchemy' 2>/dev/null; then
+        log "installing sqlalchemy (pip)"
+        python3 -m pip install -q sqlalchemy </dev/null || log "sqlalchemy could not be installed: the SQLAlchemy test will say it skipped"
+    fi
     ((${#pkgs[@]})) || return 0
     if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
         log "missing: ${pkgs[*]} (install them, or run as root on Debian)"
