@@ -404,9 +404,16 @@ fn check_program(file: &str, program: &str) -> ExitCode {
         return ExitCode::from(1);
     }
     eprint!("{err}");
+    // `python: ` lines: which [[python]] entries apply and whether the
+    // program runs CPython, said by the library loaded into it.
+    let (python, symbols): (Vec<&str>, Vec<&str>) =
+        report.iter().partition(|l| l.starts_with("python: "));
     println!("symbols in {program}:");
-    for l in &report {
+    for l in &symbols {
         println!("  {l}");
+    }
+    for l in &python {
+        println!("{l}");
     }
     match status.and_then(|s| s.code()) {
         Some(0) => ExitCode::SUCCESS,
