@@ -424,7 +424,8 @@ fn sqlalchemy_pool_in_gunicorn_preload_workers() {
         "only the first fails: {:?}",
         t.answers
     );
-    assert!((1..=SQLA_WORKERS).contains(&t.errors), "{}", t.line());
+    // Once per worker (a worker gunicorn replaced would count once more).
+    assert!(t.errors >= 1, "{}", t.line());
     assert_eq!(t.errors, firsts.len(), "{}", t.line());
 
     // (c) The shipped config: disconnect and the [[python]] child hook that

@@ -120,6 +120,10 @@ if [ -n "$py" ]; then
   expect "python entry refused by programs" "$out" '^python: line 2, child: python call m:f\(\): does not apply \(programs = \[calls\]\)$'
   expect "the interpreter runs CPython" "$out" "^python: none of the 1 entry applies; $py runs CPython 3\.[0-9]+"
 fi
+printf '#!/usr/bin/env python3\nprint(1)\n' >"$tmp/envscript.py"
+chmod 755 "$tmp/envscript.py"
+run_fg "check --program of a #!/usr/bin/env script" 0 "$bin" check "$tmp/py.toml" --program "$tmp/envscript.py"
+expect "the env script gets a note" "$out" '^python: note: .*envscript.py starts its interpreter through env: .*check python3 itself'
 if [ -x "$tmp/static" ]; then
   run_fg "check --program refuses a static program" 1 "$bin" check "$tmp/good.toml" --program "$tmp/static"
   expect "static program explained" "$err" 'statically linked'
