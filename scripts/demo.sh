@@ -203,6 +203,7 @@ sqla_serve() {
     port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     local -a pre=()
     [ -n "$config" ] && pre=("$fg" run -c "$config" --)
+    rm -f "$out/sqla-$label.log"
     FGT_PG_PORT=$sqla_port FORKGUARD_LOG="$PWD/$out/sqla-$label.log" setsid "${pre[@]}" "$py" -m gunicorn \
         --preload -w 4 --timeout 5 -b "127.0.0.1:$port" --chdir tests/py sqla_app:app \
         >"$out/sqla-$label.out" 2>&1 &
