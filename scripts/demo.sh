@@ -189,7 +189,9 @@ sqla_as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "
 sqla_install() {
     "$py" -c 'import sqlalchemy, psycopg2, gunicorn' 2>/dev/null && return 0
     "$py" -m pip --version >/dev/null 2>&1 || {
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-pip </dev/null >/dev/null
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q </dev/null >/dev/null &&
+            apt-get install -y -q --no-install-recommends python3-pip </dev/null >/dev/null
     } || return 1
     say "installing sqlalchemy, psycopg2-binary and gunicorn (pip)"
     # Debian's own python3 needs --break-system-packages (PEP 668).
