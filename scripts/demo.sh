@@ -10,6 +10,7 @@ dpkg -s libc6-dbg >/dev/null 2>&1 || need+=(libc6-dbg)
 command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql) # scene 10
 if ((${#need[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q </dev/null && apt-get install -y -q --no-install-recommends "${need[@]}" </dev/null
@@ -168,5 +169,89 @@ exits_scene() {
     say "(the server reaped its workers itself: forkguard only looked, with pidfds)"
 }
 exits_scene
+
+# [[python]] (SPEC 8.7): a SQLAlchemy engine in gunicorn --preload workers,
+# against a PostgreSQL of the scene's own (a temp dir, a free port).
+sqla_pg_dir="" sqla_pg_ctl="" sqla_gunicorn="" sqla_port=""
+sqla_cleanup() {
+    if [ -n "$sqla_gunicorn" ]; then
+        kill -KILL -- "-$sqla_gunicorn" 2>/dev/null || true
+        wait "$sqla_gunicorn" 2>/dev/null || true
+    fi
+    if [ -n "$sqla_pg_dir" ]; then
+        sqla_as_pg "$sqla_pg_ctl" -D "$sqla_pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
+        rm -rf "$sqla_pg_dir"
+    fi
+    sqla_gunicorn="" sqla_pg_dir=""
+}
+# initdb and postgres refuse to run as root.
+sqla_as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+sqla_install() {
+    "$py" -c 'import sqlalchemy, psycopg2, gunicorn' 2>/dev/null && return 0
+    "$py" -m pip --version >/dev/null 2>&1 || {
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q </dev/null >/dev/null &&
+            apt-get install -y -q --no-install-recommends python3-pip </dev/null >/dev/null
+    } || return 1
+    say "installing sqlalchemy, psycopg2-binary and gunicorn (pip)"
+    # Debian's own python3 needs --break-system-packages (PEP 668).
+    "$py" -m pip install -q sqlalchemy psycopg2-binary gunicorn </dev/null 2>/dev/null ||
+        "$py" -m pip install -q --break-system-packages sqlalchemy psycopg2-binary gunicorn </dev/null
+}
+# One run of 200 queries against gunicorn --preload with 4 workers; $1: the
+# run's name, $2: the config (empty: without forkguard), $3: what to show.
+sqla_serve() {
+    local label=$1 config=$2 shown=$3 port
+    port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    local -a pre=()
+    [ -n "$config" ] && pre=("$fg" run -c "$config" --)
+    rm -f "$out/sqla-$label.log"
+    FGT_PG_PORT=$sqla_port FORKGUARD_LOG="$PWD/$out/sqla-$label.log" setsid "${pre[@]}" "$py" -m gunicorn \
+        --preload -w 4 --timeout 5 -b "127.0.0.1:$port" --chdir tests/py sqla_app:app \
+        >"$out/sqla-$label.out" 2>&1 &
+    sqla_gunicorn=$!
+    printf '    %-24s' "$shown:"
+    timeout 100 "$py" scripts/demo/sqla_client.py "$port" "$label" || say "(the run did not finish)"
+    kill -KILL -- "-$sqla_gunicorn" 2>/dev/null || true
+    wait "$sqla_gunicorn" 2>/dev/null || true
+    sqla_gunicorn=""
+}
+sqla_scene() {
+    local bin
+    bold "10. SQLAlchemy in gunicorn --preload workers, no code change ([[python]])"
+    if ! sqla_install; then
+        say "skipped: sqlalchemy, psycopg2 and gunicorn could not be installed"
+        return 0
+    fi
+    bin=$(compgen -G '/usr/lib/postgresql/*/bin' | sort -V | tail -1)
+    sqla_pg_ctl=$bin/pg_ctl
+    sqla_pg_dir=$(mktemp -d "${TMPDIR:-/tmp}/forkguard-demo-pg.XXXXXX")
+    trap sqla_cleanup EXIT
+    chmod 0755 "$sqla_pg_dir"
+    if [ "$(id -u)" -eq 0 ]; then chown postgres: "$sqla_pg_dir"; fi
+    sqla_port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    if ! (cd "$sqla_pg_dir" && sqla_as_pg timeout 60 "$bin/initdb" -A trust -U postgres --no-sync -D "$sqla_pg_dir/data" >/dev/null &&
+        sqla_as_pg timeout 60 "$sqla_pg_ctl" -D "$sqla_pg_dir/data" -l "$sqla_pg_dir/log" -w -t 30 \
+            -o "-p $sqla_port -k $sqla_pg_dir -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null); then
+        say "skipped: PostgreSQL did not start ($(tail -1 "$sqla_pg_dir/log" 2>/dev/null))"
+        sqla_cleanup
+        return 0
+    fi
+    say "tests/py/sqla_app.py: a module-level SQLAlchemy engine (psycopg2) that the master uses once at"
+    say "import; gunicorn --preload -w 4; 200 queries from 8 clients, each SELECTs its own token."
+    sed "s/\"\\*:5432\"/\"*:$sqla_port\"/" config/gunicorn-sqlalchemy.toml >"$out/sqla.toml"
+    sed '/^\[\[python\]\]/,$d' "$out/sqla.toml" >"$out/sqla-disconnect.toml"
+    chmod 0644 "$out/sqla.toml" "$out/sqla-disconnect.toml"
+    sqla_serve without "" "without forkguard"
+    sqla_serve disconnect "$out/sqla-disconnect.toml" "[[fd]] disconnect"
+    sqla_serve python "$out/sqla.toml" "+ [[python]] dispose"
+    say "without forkguard the workers share the master's connection: wrong rows and protocol errors;"
+    say "disconnect (peer = \"*:$sqla_port\") makes it dead in each worker: no wrong row, but SQLAlchemy"
+    say "hands it out once, so each worker's first query fails; config/gunicorn-sqlalchemy.toml adds"
+    say "a [[python]] child entry, engine.dispose(close=False), which $(grep -c 'python child of .*: 1 ok' "$out/sqla-python.log" || true) workers ran: no query failed."
+    sqla_cleanup
+    trap - EXIT
+}
+sqla_scene
 
 bold "Done. See README.md for the config format, scripts/test.sh for the tests."

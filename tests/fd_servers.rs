@@ -17,11 +17,9 @@ mod common;
 mod fd_support;
 
 use common::Scratch;
-use fd_support::{pg_bin_dirs, postgres_user, skip, which, Server};
+use fd_support::{has_psycopg2, skip, start_postgres, which, Server};
 use std::io::{Read, Write};
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// Deadline for one client run (each forks once).
@@ -167,78 +165,6 @@ fn redis_shared_connection_is_disconnected_in_the_child() {
 }
 
 // ----------------------------------------------------------- PostgreSQL --
-
-fn start_postgres(s: &Scratch) -> Result<(Server, u16), String> {
-    let dirs = pg_bin_dirs();
-    let initdb = which("initdb", &dirs).ok_or("initdb not found (apt-get install postgresql)")?;
-    let postgres =
-        which("postgres", &dirs).ok_or("postgres not found (apt-get install postgresql)")?;
-    let as_user = if common::is_root() {
-        Some(postgres_user().ok_or("running as root and there is no postgres account")?)
-    } else {
-        None
-    };
-    let data = s.path("pg");
-    std::fs::create_dir(&data).map_err(|e| e.to_string())?;
-    // As postgres, from a directory it can enter (the checkout may be one it
-    // cannot: a clone under /root).
-    let drop_to = |cmd: &mut Command| {
-        if let Some((uid, gid)) = as_user {
-            cmd.uid(uid).gid(gid);
-        }
-        common::clean_env(cmd);
-        cmd.current_dir(&s.dir);
-    };
-    if let Some((uid, gid)) = as_user {
-        std::os::unix::fs::chown(&data, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
-    }
-    let mut init = Command::new(initdb);
-    init.args([
-        "-A",
-        "trust",
-        "-U",
-        "postgres",
-        "-E",
-        "UTF8",
-        "--no-sync",
-        "-D",
-    ])
-    .arg(&data);
-    drop_to(&mut init);
-    let out = common::run(s, init, Duration::from_secs(120));
-    if !out.status.success() {
-        return Err(format!("initdb failed:\n{}", out.dump()));
-    }
-    let port = fd_support::free_port();
-    let mut cmd = Command::new(postgres);
-    cmd.arg("-D")
-        .arg(&data)
-        .args(["-p", &port.to_string(), "-k"])
-        .arg(&data);
-    cmd.args([
-        "-c",
-        "listen_addresses=127.0.0.1",
-        "-c",
-        "fsync=off",
-        "-c",
-        "ssl=off",
-    ]);
-    drop_to(&mut cmd);
-    let log = s.path("postgres.log");
-    let mut srv = Server::spawn("postgres", cmd, log);
-    srv.wait_ready(|srv| srv.log_text().contains("ready to accept connections"));
-    Ok((srv, port))
-}
-
-fn has_psycopg2(py: &Path) -> bool {
-    Command::new(py)
-        .args(["-c", "import psycopg2"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 #[test]
 fn postgres_shared_connection_is_disconnected_in_the_child() {

@@ -352,3 +352,80 @@ fn bad_entries_are_config_errors() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("was NOT checked"), "{text}");
 }
+
+/// `check --program`: per entry, whether its `programs` take this program;
+/// and whether the program runs CPython (the version the interpreter says
+/// of itself), or not (a C program: the entries would not run).
+#[test]
+fn check_program_says_which_entries_apply_and_whether_it_runs_cpython() {
+    let Some(py) = python() else {
+        eprintln!("SKIPPED: python3 is not installed");
+        return;
+    };
+    let s = Scratch::new("py-check");
+    let cfg = s.config(
+        "check.toml",
+        &format!(
+            "version = 1\n{}programs = [\"python3*\"]\n{}programs = [\"uwsgi\"]\n",
+            entry("child", "code = \"pass\""),
+            entry("parent", "call = \"m:f\"")
+        ),
+    );
+    let check = |program: &std::path::Path| {
+        let mut cmd = Command::new(cli());
+        clean_env(&mut cmd);
+        cmd.arg("check").arg(&cfg).arg("--program").arg(program);
+        let out = run(&s, cmd, TIMEOUT);
+        out.assert_success();
+        out.stdout
+    };
+    let version = Command::new(&py)
+        .args(["-c", "import platform; print(platform.python_version())"])
+        .output()
+        .expect("python3");
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+
+    let text = check(&py);
+    for want in [
+        "python: line 3, child: python code \"pass\": applies\n".to_string(),
+        "python: line 8, parent: python call m:f(): does not apply (programs = [uwsgi])\n".into(),
+        format!(
+            "python: 1 of 2 entries applies; {} runs CPython {version} (C API in ",
+            py.display()
+        ),
+    ] {
+        assert!(text.contains(&want), "want {want}\n{text}");
+    }
+
+    // A C program: the same entry applies (no programs), CPython is absent.
+    let cfg_all = s.config(
+        "all.toml",
+        &format!("version = 1\n{}", entry("child", "code = \"pass\"")),
+    );
+    let mut cmd = Command::new(cli());
+    clean_env(&mut cmd);
+    cmd.arg("check")
+        .arg(&cfg_all)
+        .arg("--program")
+        .arg(fixture("forker"));
+    let out = run(&s, cmd, TIMEOUT);
+    out.assert_success();
+    let want = format!(
+        "python: {} does not run CPython (its C API is not loaded at start); 1 of 1 entry applies, but will not run",
+        fixture("forker").display()
+    );
+    assert!(out.stdout.contains(&want), "want {want}\n{}", out.stdout);
+    // And the interpreter with it: the control for the line above.
+    let mut cmd = Command::new(cli());
+    clean_env(&mut cmd);
+    cmd.arg("check").arg(&cfg_all).arg("--program").arg(&py);
+    let out = run(&s, cmd, TIMEOUT);
+    assert!(
+        out.stdout.contains(&format!(
+            "1 of 1 entry applies; {} runs CPython",
+            py.display()
+        )),
+        "{}",
+        out.stdout
+    );
+}

@@ -341,6 +341,19 @@ fn loadable(path: &str) -> Result<(), String> {
     }
 }
 
+/// The interpreter a `#!/usr/bin/env NAME` script names, if PATH is one.
+fn env_interpreter(path: &str) -> Option<String> {
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(path).ok()?.read(&mut head).ok()?;
+    let line = head[..n].split(|&b| b == b'\n').next()?;
+    let line = std::str::from_utf8(line.strip_prefix(b"#!")?).ok()?;
+    let mut words = line.split_whitespace();
+    if words.next()?.rsplit('/').next()? != "env" {
+        return None;
+    }
+    words.find(|w| !w.starts_with('-')).map(str::to_string)
+}
+
 /// Load the library into PATH in check mode: it resolves every symbol,
 /// prints what it found and exits before the program's `main`.
 fn check_program(file: &str, program: &str) -> ExitCode {
@@ -404,9 +417,21 @@ fn check_program(file: &str, program: &str) -> ExitCode {
         return ExitCode::from(1);
     }
     eprint!("{err}");
+    // `python: ` lines: which [[python]] entries apply and whether the
+    // program runs CPython, said by the library loaded into it.
+    let (python, symbols): (Vec<&str>, Vec<&str>) =
+        report.iter().partition(|l| l.starts_with("python: "));
     println!("symbols in {program}:");
-    for l in &report {
+    for l in &symbols {
         println!("  {l}");
+    }
+    for l in &python {
+        println!("{l}");
+    }
+    if let (false, Some(name)) = (python.is_empty(), env_interpreter(program)) {
+        println!(
+            "python: note: {program} starts its interpreter through env: what ran here was env; check {name} itself (--program \"$(command -v {name})\")"
+        );
     }
     match status.and_then(|s| s.code()) {
         Some(0) => ExitCode::SUCCESS,

@@ -156,6 +156,19 @@ impl Api {
     }
 }
 
+/// `forkguard check --program`: whether this process runs CPython, by the
+/// rule the hooks use (every function of the API they call is found with
+/// `dlsym`): its version (`3.11.7`) and the address of `Py_IsInitialized`
+/// (to name the object holding it). Registers nothing.
+pub fn cpython_here() -> Option<(String, usize)> {
+    let api = Api::find()?;
+    // SAFETY: Py_GetVersion returns a static NUL-terminated string and may
+    // be called before the interpreter is initialised.
+    let v = unsafe { std::ffi::CStr::from_ptr((api.version)()) }.to_string_lossy();
+    let v = v.split_whitespace().next().unwrap_or("?").to_string();
+    Some((v, api.is_initialized as usize))
+}
+
 /// Found once, in the parent, by the thread holding the GIL; read after
 /// the fork by `_fg_log`, which CPython calls with the GIL held.
 static API: std::sync::OnceLock<Api> = std::sync::OnceLock::new();

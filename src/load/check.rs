@@ -76,6 +76,7 @@ pub fn check_symbols(plan: &Plan) -> ! {
     out.push_str(&crate::actions::lock::libc_locks::check_report(
         &plan.settings,
     ));
+    out.push_str(&python_report(plan));
     let (compared, differ) = crate::os::lazy::verify();
     for d in &differ {
         out.push_str(&format!("forkguard-check: libc binding differs: {d}\n"));
@@ -94,6 +95,62 @@ pub fn check_symbols(plan: &Plan) -> ! {
     sys::write_all(1, out.as_bytes());
     // Ends the process before main, as the check mode promises.
     crate::os::clib::exit_now(if missing == 0 { 0 } else { 1 })
+}
+
+/// `[[python]]`: which entries apply to this program (`programs`, as the
+/// runtime decides) and whether it runs CPython (as the hooks decide), one
+/// `forkguard-check: python: ` line each and a summary.
+fn python_report(plan: &Plan) -> String {
+    if plan.python.is_empty() {
+        return String::new();
+    }
+    let program = super::program::program(true);
+    let name = program.paths.first().map_or("the program", |p| p.as_str());
+    let everywhere = program.matches_any(&plan.settings.programs);
+    let mut out = String::new();
+    let mut apply = 0;
+    for e in &plan.python {
+        let verdict = if !everywhere {
+            format!(
+                "does not apply ([settings] programs = [{}])",
+                plan.settings.programs.join(", ")
+            )
+        } else if !program.matches_any(&e.programs) {
+            format!("does not apply (programs = [{}])", e.programs.join(", "))
+        } else {
+            apply += 1;
+            "applies".to_string()
+        };
+        out.push_str(&format!(
+            "forkguard-check: python: line {}, {}: {}: {verdict}\n",
+            e.loc.line,
+            e.phase.name(),
+            e.describe()
+        ));
+    }
+    let total = plan.python.len();
+    let noun = if total == 1 { "entry" } else { "entries" };
+    let applying = match apply {
+        0 => format!("none of the {total} {noun} applies"),
+        1 => format!("1 of {total} {noun} applies"),
+        n => format!("{n} of {total} {noun} apply"),
+    };
+    let summary = match crate::actions::python::cpython_here() {
+        Some((v, addr)) => format!(
+            "{applying}; {name} runs CPython {v} (C API in {})",
+            where_is(addr, "Py_IsInitialized").0
+        ),
+        None => format!(
+            "{name} does not run CPython (its C API is not loaded at start); {applying}{}",
+            if apply > 0 {
+                ", but will not run (unless the program loads libpython later)"
+            } else {
+                ""
+            }
+        ),
+    };
+    out.push_str(&format!("forkguard-check: python: {summary}\n"));
+    out
 }
 
 /// The object holding `addr`, and whether `name` is in its dynamic symbol

@@ -109,6 +109,21 @@ run_fg "check --program resolves symbols" 0 "$bin" check "$tmp/good.toml" --prog
 expect "symbol found in the program" "$out" 'resolved call fgt_child in .*calls \(dynamic symbol\)'
 run_fg "check --program reports a missing symbol" 1 "$bin" check "$tmp/missing.toml" --program "$tmp/calls"
 expect "missing symbol named" "$out$err" 'fgt_no_such_function'
+printf 'version = 1\n[[python]]\nphase = "child"\ncall = "m:f"\nprograms = ["calls"]\n' >"$tmp/py.toml"
+chmod 644 "$tmp/py.toml"
+run_fg "check --program with [[python]] entries" 0 "$bin" check "$tmp/py.toml" --program "$tmp/calls"
+expect "python entry applies by programs" "$out" '^python: line 2, child: python call m:f\(\): applies$'
+expect "a C program does not run CPython" "$out" "^python: $tmp/calls does not run CPython .*1 of 1 entry applies, but will not run"
+py=$(command -v python3 >/dev/null && python3 -c 'import sys; print(sys.executable)')
+if [ -n "$py" ]; then
+  run_fg "check --program python3 with [[python]] entries" 0 "$bin" check "$tmp/py.toml" --program "$py"
+  expect "python entry refused by programs" "$out" '^python: line 2, child: python call m:f\(\): does not apply \(programs = \[calls\]\)$'
+  expect "the interpreter runs CPython" "$out" "^python: none of the 1 entry applies; $py runs CPython 3\.[0-9]+"
+fi
+printf '#!/usr/bin/env python3\nprint(1)\n' >"$tmp/envscript.py"
+chmod 755 "$tmp/envscript.py"
+run_fg "check --program of a #!/usr/bin/env script" 0 "$bin" check "$tmp/py.toml" --program "$tmp/envscript.py"
+expect "the env script gets a note" "$out" '^python: note: .*envscript.py starts its interpreter through env: .*check python3 itself'
 if [ -x "$tmp/static" ]; then
   run_fg "check --program refuses a static program" 1 "$bin" check "$tmp/good.toml" --program "$tmp/static"
   expect "static program explained" "$err" 'statically linked'
