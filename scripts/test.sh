@@ -87,29 +87,10 @@ install_missing() {
     dpkg-query -W -f='${Status}' libc6-dbg 2>/dev/null | grep -q 'ok installed' || pkgs+=(libc6-dbg)
     command -v objcopy >/dev/null 2>&1 || pkgs+=(binutils)
     compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || pkgs+=(postgresql)
-    if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import psycopg2' 2>/dev/null; then
-        log "installing psycopg2-binary (pip)"
-        python3 -m pip install -q psycopg2-binary </dev/null || log "psycopg2 could not be installed: the PostgreSQL test will say it skipped"
-    fi
-    # [[python]] with real prefork servers (tests/python_servers.rs).
-    if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import gunicorn' 2>/dev/null; then
-        log "installing gunicorn (pip)"
-        python3 -m pip install -q gunicorn </dev/null || log "gunicorn could not be installed: tests/python_servers.rs will say it skipped"
-    fi
-    # uWSGI is built from source by pip (needs gcc and the Python headers):
-    # the python plugin alone (no SSL, PCRE, routing, XML: the tests use
-    # none) at -O0 takes 2.6 times less CPU than the default build
-    # (docs/python.md). --no-cache-dir keeps this build out of pip's wheel
-    # cache, where a later `pip install uwsgi` would pick it up.
-    if command -v python3 >/dev/null 2>&1 && ! python3 -m pip show -q uwsgi >/dev/null 2>&1; then
-        log "installing uwsgi (pip, built from source: about a minute)"
-        UWSGI_PROFILE=pyonly APPEND_CFLAGS=-O0 python3 -m pip install -q --no-cache-dir uwsgi </dev/null ||
-            log "uwsgi could not be installed: tests/python_servers.rs will say it skipped"
-    fi
-    # tests/python_servers.rs: a SQLAlchemy engine (psycopg2) in gunicorn --preload workers.
-    if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import sqlalchemy' 2>/dev/null; then
-        log "installing sqlalchemy (pip)"
-        python3 -m pip install -q sqlalchemy </dev/null || log "sqlalchemy could not be installed: the SQLAlchemy test will say it skipped"
+    # pip itself, and the headers uWSGI's build needs, where python3 is
+    # Debian's own (pyenv's and other builds bring both).
+    if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
+        pkgs+=(python3-pip python3-dev)
     fi
     ((${#pkgs[@]})) || return 0
     if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
@@ -122,7 +103,44 @@ install_missing() {
     apt-get install -y -q --no-install-recommends "${pkgs[@]}" </dev/null
 }
 
+# pip install, also where python3 is Debian's own, which refuses to install
+# into itself without --break-system-packages (PEP 668).
+pip_install() {
+    python3 -m pip install -q "$@" </dev/null 2>/dev/null ||
+        python3 -m pip install -q --break-system-packages "$@" </dev/null
+}
+
+# The Python packages the real-server tests use (after apt-get, which may
+# have just installed python3 and pip).
+install_python_packages() {
+    if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import psycopg2' 2>/dev/null; then
+        log "installing psycopg2-binary (pip)"
+        pip_install psycopg2-binary </dev/null || log "psycopg2 could not be installed: the PostgreSQL test will say it skipped"
+    fi
+    # [[python]] with real prefork servers (tests/python_servers.rs).
+    if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import gunicorn' 2>/dev/null; then
+        log "installing gunicorn (pip)"
+        pip_install gunicorn </dev/null || log "gunicorn could not be installed: tests/python_servers.rs will say it skipped"
+    fi
+    # uWSGI is built from source by pip (needs gcc and the Python headers):
+    # the python plugin alone (no SSL, PCRE, routing, XML: the tests use
+    # none) at -O0 takes 2.6 times less CPU than the default build
+    # (docs/python.md). --no-cache-dir keeps this build out of pip's wheel
+    # cache, where a later `pip install uwsgi` would pick it up.
+    if command -v python3 >/dev/null 2>&1 && ! python3 -m pip show -q uwsgi >/dev/null 2>&1; then
+        log "installing uwsgi (pip, built from source: about a minute)"
+        UWSGI_PROFILE=pyonly APPEND_CFLAGS=-O0 pip_install --no-cache-dir uwsgi </dev/null ||
+            log "uwsgi could not be installed: tests/python_servers.rs will say it skipped"
+    fi
+    # tests/python_servers.rs: a SQLAlchemy engine (psycopg2) in gunicorn --preload workers.
+    if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import sqlalchemy' 2>/dev/null; then
+        log "installing sqlalchemy (pip)"
+        pip_install sqlalchemy </dev/null || log "sqlalchemy could not be installed: the SQLAlchemy test will say it skipped"
+    fi
+}
+
 install_missing
+install_python_packages
 if ! command -v cargo >/dev/null 2>&1; then
     log "cargo not found: install a Rust toolchain (1.85 or newer)"
     exit 1
