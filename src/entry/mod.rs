@@ -5,6 +5,8 @@
 //!
 //! - `fork.rs`: `fork`, `forkpty`, `daemon`, `vfork`;
 //! - `atfork.rs`: the `pthread_atfork` fallback's handlers;
+//! - `destroy.rs`: `pthread_mutex_destroy`, `pthread_rwlock_destroy`
+//!   (wait while a fork with `held_locks = "acquire"` holds that lock);
 //! - `held.rs`: the pthread lock and semaphore entry points (`held_locks`,
 //!   audit, rwlock actions): one indirect jump each.
 //! - `spawn/`: `posix_spawn`, `posix_spawnp`, `system`, `popen`, `pclose`
@@ -19,6 +21,7 @@
 //! folder, in `lib.rs`).
 
 pub mod atfork;
+pub mod destroy;
 pub mod fork;
 pub mod held;
 pub mod spawn;

@@ -580,6 +580,16 @@ pub unsafe fn futex_wait(addr: usize, val: i32, ns: u64) {
     };
 }
 
+/// `FUTEX_WAKE_PRIVATE` of every waiter on the word at `addr`.
+///
+/// # Safety
+/// `addr` is a 4-byte aligned word of this process.
+pub unsafe fn futex_wake_all(addr: usize) {
+    const WAKE_PRIVATE: usize = (libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG) as usize;
+    // SAFETY: per the contract.
+    unsafe { syscall(libc::SYS_futex, [addr, WAKE_PRIVATE, i32::MAX as usize, 0, 0, 0]) };
+}
+
 /// `FUTEX_WAKE_PRIVATE` of one waiter on the word at `addr`.
 ///
 /// # Safety

@@ -20,6 +20,7 @@
 )]
 
 pub mod audit;
+pub mod busy;
 pub mod fast;
 pub mod log;
 pub mod name;
@@ -275,7 +276,12 @@ pub fn parent(f: &mut HeldFork) {
         return;
     }
     for t in f.taken().iter().rev() {
-        release(t);
+        if still_ours(t, f.my_tid) {
+            release(t);
+        }
+        if matches!(t.kind, MUTEX | RW_READ | RW_WRITE) {
+            busy::unregister(t.addr);
+        }
     }
     let ts = crate::os::thread_words::words();
     ts.fork.set(0);
@@ -304,11 +310,14 @@ pub fn child(f: &mut HeldFork) {
         return;
     }
     f.child_done = true;
+    busy::child_reset();
     let new_tid = sys::gettid();
     for k in 0..f.n_taken.min(MAX_TAKEN) {
         if let Some(t) = f.taken().get(k).copied() {
-            free(t.addr, t.kind, f.my_rec);
-            f.note_freed(t.addr);
+            if still_ours(&t, f.my_tid) {
+                free(t.addr, t.kind, f.my_rec);
+                f.note_freed(t.addr);
+            }
         }
     }
     let (my_tid, my_rec) = (f.my_tid, f.my_rec);
@@ -343,8 +352,19 @@ pub fn child(f: &mut HeldFork) {
 /// `me`), as far as its own state tells? Reads only.
 fn held_by_other(addr: usize, kind: u8, tid: i32, me: i32, my_rec: usize) -> bool {
     match kind {
-        MUTEX => lock::mutex_owner_of(addr) == tid && tid != me,
+        MUTEX => {
+            if tid == me || !lock::mutex_plausible(addr) {
+                return false;
+            }
+            let owner = lock::mutex_owner_of(addr);
+            // Owner not stored yet (or cleared already): the thread that
+            // recorded it is inside glibc's lock or unlock call.
+            owner == tid || (owner == 0 && lock::mutex_in_transit(addr))
+        }
         RW_READ | RW_WRITE => {
+            if !lock::rwlock_plausible(addr) {
+                return false;
+            }
             let (readers, writer, shared) = lock::rwlock_state(addr);
             if shared {
                 return false;
@@ -367,8 +387,11 @@ fn held_by_other(addr: usize, kind: u8, tid: i32, me: i32, my_rec: usize) -> boo
 /// (free now, or taken by a third thread). Reads only.
 fn wanted_not_mine(addr: usize, kind: u8, me: i32, my_rec: usize) -> bool {
     match kind {
-        MUTEX => lock::mutex_owner_of(addr) != me,
+        MUTEX => lock::mutex_plausible(addr) && lock::mutex_owner_of(addr) != me,
         RW_READ | RW_WRITE => {
+            if !lock::rwlock_plausible(addr) {
+                return false;
+            }
             let (_, writer, shared) = lock::rwlock_state(addr);
             !shared && writer != me && reads_in(my_rec, addr) == 0
         }
@@ -472,14 +495,45 @@ fn acquire_all(f: &mut HeldFork) {
                 f.not_waited = f.not_waited.saturating_add(1);
                 continue;
             }
-            match take(addr, kind, ms) {
-                Some(dead) => {
+            // Registered before the last look, so that a thread destroying
+            // it now waits until the fork is done (`busy`); the thread may
+            // have dropped the entry, or destroyed the lock, since it was
+            // read.
+            let tracked = matches!(kind, MUTEX | RW_READ | RW_WRITE);
+            if tracked && !busy::register(addr) {
+                f.timed_out = f.timed_out.saturating_add(1);
+                continue;
+            }
+            let still = e.addr.load(Ordering::SeqCst) == addr
+                && match kind {
+                    MUTEX => lock::mutex_plausible(addr),
+                    RW_READ | RW_WRITE => lock::rwlock_plausible(addr),
+                    _ => true,
+                };
+            let got = match still {
+                false => None,
+                // Its holder already waits for a lock taken for this fork.
+                true if waits_for_us(r, f) => Some(Took::Deadlock),
+                true => Some(take(addr, kind, ms, &|| waits_for_us(r, f))),
+            };
+            match got {
+                Some(Took::Yes(dead)) => {
                     if !f.take(Taken { addr, kind, dead }) {
                         // No room to remember it: give it back now.
                         release(&Taken { addr, kind, dead });
+                        busy::unregister(addr);
                     }
                 }
-                None => f.timed_out = f.timed_out.saturating_add(1),
+                other => {
+                    if tracked {
+                        busy::unregister(addr);
+                    }
+                    match other {
+                        Some(Took::Deadlock) => f.not_waited = f.not_waited.saturating_add(1),
+                        Some(_) => f.timed_out = f.timed_out.saturating_add(1),
+                        None => {}
+                    }
+                }
             }
         }
     });
@@ -496,11 +550,40 @@ fn python_holds_gil() -> bool {
     check() == 1
 }
 
-/// Take the lock within `ms`, with glibc's own calls (not recorded).
-/// `Some(true)`: a robust mutex whose owner died.
-fn take(addr: usize, kind: u8, ms: u32) -> Option<bool> {
+/// How waiting for a lock ended.
+enum Took {
+    /// Taken (`true`: a robust mutex whose owner died).
+    Yes(bool),
+    TimedOut,
+    /// Its holder waits for a lock prepare already took: waiting would
+    /// only burn the timeout (a lock-order inversion).
+    Deadlock,
+}
+
+/// Waits are cut in slices this long, to look for a deadlock in between.
+const SLICE_NS: u64 = 2_000_000;
+
+/// Take the lock within `ms`, with glibc's own calls (not recorded);
+/// between slices, give up when `stuck` says its holder waits for us.
+fn take(addr: usize, kind: u8, ms: u32, stuck: &dyn Fn() -> bool) -> Took {
+    let end = sys::now_ns().saturating_add(u64::from(ms) * 1_000_000);
+    loop {
+        let now = sys::now_ns();
+        match take_until(addr, kind, end.min(now.saturating_add(SLICE_NS))) {
+            Ok(dead) => return Took::Yes(dead),
+            Err(true) if now < end => {}
+            Err(_) => return Took::TimedOut,
+        }
+        if stuck() {
+            return Took::Deadlock;
+        }
+    }
+}
+
+/// One slice of `take`, until the monotonic `deadline`: `Err(true)` when
+/// it timed out, `Err(false)` when the call failed otherwise.
+fn take_until(addr: usize, kind: u8, deadline: u64) -> Result<bool, bool> {
     let p = addr as *mut libc::c_void;
-    let deadline = sys::now_ns().saturating_add(u64::from(ms) * 1_000_000);
     let ts = libc::timespec {
         tv_sec: (deadline / 1_000_000_000) as libc::time_t,
         tv_nsec: (deadline % 1_000_000_000) as libc::c_long,
@@ -519,29 +602,53 @@ fn take(addr: usize, kind: u8, ms: u32) -> Option<bool> {
     };
     match kind {
         MUTEX => match call(slot::MUTEX_CLOCKLOCK) {
-            0 => Some(false),
-            libc::EOWNERDEAD => Some(true),
-            _ => None,
+            0 => Ok(false),
+            libc::EOWNERDEAD => Ok(true),
+            e => Err(e == libc::ETIMEDOUT),
         },
-        RW_READ | RW_WRITE => (call(slot::RW_CLOCKWRLOCK) == 0).then_some(false),
+        RW_READ | RW_WRITE => match call(slot::RW_CLOCKWRLOCK) {
+            0 => Ok(false),
+            e => Err(e == libc::ETIMEDOUT),
+        },
         SEM => loop {
             if call(slot::SEM_CLOCKWAIT) == 0 {
-                break Some(false);
+                break Ok(false);
             }
-            if sys::errno() != libc::EINTR {
-                break None;
+            match sys::errno() {
+                libc::EINTR => {}
+                e => break Err(e == libc::ETIMEDOUT),
             }
         },
         SPIN => loop {
             if try_(slot::SPIN_TRYLOCK) == 0 {
-                break Some(false);
+                break Ok(false);
             }
             if sys::now_ns() >= deadline {
-                break None;
+                break Err(true);
             }
             core::hint::spin_loop();
         },
-        _ => None,
+        _ => Err(false),
+    }
+}
+
+/// Does the record `r` name a lock prepare took (its thread waits for it,
+/// or is about to)? Reads only.
+fn waits_for_us(r: &Record, f: &HeldFork) -> bool {
+    r.entries()
+        .iter()
+        .any(|e| f.took(e.addr.load(Ordering::Relaxed)))
+}
+
+/// Is a lock prepare took still ours (thread `me`)? Its owner may have
+/// destroyed and freed it meanwhile (a program may free a lock right after
+/// its own unlock: SQLite's connection mutex at `sqlite3_close`), and the
+/// memory may hold other data now. Reads only; async-signal-safe.
+fn still_ours(t: &Taken, me: i32) -> bool {
+    match t.kind {
+        MUTEX => lock::mutex_plausible(t.addr) && lock::mutex_owner_of(t.addr) == me,
+        RW_READ | RW_WRITE => lock::rwlock_plausible(t.addr) && lock::rwlock_state(t.addr).1 == me,
+        _ => true,
     }
 }
 

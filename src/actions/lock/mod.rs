@@ -46,10 +46,10 @@ mod stdio;
 /// The layouts, by address, for `held_locks` (`actions::held`).
 pub mod held {
     pub use super::mutex::{
-        mutex_make_free, mutex_make_held_by, mutex_owner_of, mutex_put_back_dead, mutex_robust,
-        mutex_shared,
+        mutex_in_transit, mutex_make_free, mutex_make_held_by, mutex_owner_of, mutex_plausible,
+        mutex_put_back_dead, mutex_robust, mutex_shared,
     };
-    pub use super::rwlock::{rwlock_make, rwlock_state};
+    pub use super::rwlock::{rwlock_make, rwlock_plausible, rwlock_state};
     pub use super::semaphore::{sem_make_free, sem_value};
     pub use super::spinlock::{spin_locked, spin_make_free};
 }

@@ -297,6 +297,44 @@ pub fn mutex_owner_of(addr: usize) -> i32 {
     unsafe { mutex_owner(addr) }
 }
 
+/// The words of `addr` look like a glibc mutex: a known kind, and (for a
+/// plain one) a lock word of 0, 1 or 2. A record read while its thread runs
+/// may name a mutex that was freed since, whose memory now holds a
+/// malloc free-list link or other data; no lock call or rewrite may touch
+/// such memory. (It cannot prove that the memory is still a mutex, only
+/// rule most of what is not.) Reads only.
+pub fn mutex_plausible(addr: usize) -> bool {
+    // SAFETY: addr is a mutex the program passed to a lock call; reads only.
+    let (kind, lock, count) = unsafe {
+        (
+            word(addr, M_KIND).load(Ordering::Relaxed),
+            word(addr, M_LOCK).load(Ordering::Relaxed),
+            word(addr, M_COUNT).load(Ordering::Relaxed),
+        )
+    };
+    // Type (0-3), robust, PI, PP, process-shared, elision bits.
+    const KNOWN: i32 = 3 | KIND_ROBUST | KIND_PI | KIND_PP | KIND_PSHARED | 0x100 | 0x200;
+    if kind & !KNOWN != 0 || count < 0 {
+        return false;
+    }
+    kind & (KIND_ROBUST | KIND_PI | KIND_PP) != 0 || (0..=2).contains(&lock)
+}
+
+/// A plain mutex whose lock word says locked but whose `__owner` is not
+/// set yet (or no more): a thread is between the lock's atomic instruction
+/// and its store of the owner (or the reverse, unlocking). Reads only.
+pub fn mutex_in_transit(addr: usize) -> bool {
+    // SAFETY: as in mutex_plausible.
+    let (kind, lock, owner) = unsafe {
+        (
+            word(addr, M_KIND).load(Ordering::Relaxed),
+            word(addr, M_LOCK).load(Ordering::Relaxed),
+            word(addr, M_OWNER).load(Ordering::Relaxed),
+        )
+    };
+    kind & (KIND_ROBUST | KIND_PI | KIND_PP) == 0 && (1..=2).contains(&lock) && owner == 0
+}
+
 /// Child: free, type kept. Async-signal-safe.
 pub fn mutex_make_free(addr: usize) {
     mutex_free(addr)

@@ -110,6 +110,29 @@ pub fn rwlock_state(addr: usize) -> (u32, i32, bool) {
     }
 }
 
+/// `held_locks`: the words of `addr` look like a glibc rwlock (its futex
+/// words 0, 1 or 2 — with the waiters bit —, padding zero, a known
+/// preference): see `mutex_plausible`. Reads only.
+pub fn rwlock_plausible(addr: usize) -> bool {
+    // SAFETY: addr is an rwlock the program passed to a lock call; reads only.
+    let (wrphase, writers, pad3, pad4, shared, flags) = unsafe {
+        (
+            word(addr, RW_WRPHASE_FUTEX).load(Ordering::Relaxed),
+            word(addr, RW_WRITERS_FUTEX).load(Ordering::Relaxed),
+            word(addr, 16).load(Ordering::Relaxed),
+            word(addr, 20).load(Ordering::Relaxed),
+            word(addr, RW_SHARED).load(Ordering::Relaxed),
+            word(addr, 48).load(Ordering::Relaxed),
+        )
+    };
+    (0..=3).contains(&wrphase)
+        && (0..=3).contains(&writers)
+        && pad3 == 0
+        && pad4 == 0
+        && (0..=1).contains(&shared)
+        && (0..=2).contains(&flags)
+}
+
 /// `held_locks`, child: write-held by the child's thread (`writer` != 0),
 /// or read-held `reads` times by it, or free. Async-signal-safe.
 pub fn rwlock_make(addr: usize, writer: i32, reads: u32) {
