@@ -6,7 +6,8 @@
 # missing (gcc, python3, shellcheck, util-linux's unshare/setpriv, and the
 # real servers the fd and torture tests talk to: redis-server, PostgreSQL
 # with psycopg2; strace, setcap, perl and node for the torture suite;
-# libc6-dbg and binutils for forkguard why)
+# libc6-dbg and binutils for forkguard why; libssl-dev and libsqlite3-dev
+# for held_locks on real libraries)
 # is installed first (apt-get; psycopg2 with pip). Needs no standard input.
 #
 # The library and CLI under test are the release build users get; the test
@@ -86,6 +87,9 @@ install_missing() {
     # objcopy/readelf for the stripped-program and debug-file tests.
     dpkg-query -W -f='${Status}' libc6-dbg 2>/dev/null | grep -q 'ok installed' || pkgs+=(libc6-dbg)
     command -v objcopy >/dev/null 2>&1 || pkgs+=(binutils)
+    # held_locks on real libraries (tests/held_libs.rs): OpenSSL 3, SQLite.
+    dpkg-query -W -f='${Status}' libssl-dev 2>/dev/null | grep -q 'ok installed' || pkgs+=(libssl-dev)
+    dpkg-query -W -f='${Status}' libsqlite3-dev 2>/dev/null | grep -q 'ok installed' || pkgs+=(libsqlite3-dev)
     compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || pkgs+=(postgresql)
     # pip itself, and the headers uWSGI's build needs, where python3 is
     # Debian's own (pyenv's and other builds bring both).

@@ -1,0 +1,101 @@
+/* held_ssl: OpenSSL 3's random generator (the real, unmodified libcrypto)
+ * used by threads while the main thread forks; each child uses it too.
+ *
+ *   held_ssl FORKS CHILD_TIMEOUT_MS [THREADS]
+ *
+ * THREADS threads (default 4) call RAND_bytes in a loop. The main thread
+ * waits until each has made its first call, then forks FORKS times, not in
+ * step with them; each child calls RAND_bytes and exits 0 (3 if it fails).
+ * OpenSSL 3.0's generators share a primary DRBG guarded by a heap
+ * CRYPTO_RWLOCK (a pthread_rwlock_t) that every thread write-locks to read
+ * its reseed counter: a fork while one holds it leaves the child's first
+ * RAND_bytes waiting forever. The parent waits for each child with a
+ * deadline (pidfd + poll) and kills a child that does not finish. Last
+ * line on stdout:
+ *   forks N hung H failed F
+ */
+#define _GNU_SOURCE
+#include <openssl/rand.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static volatile int stop;
+static pthread_barrier_t started;
+
+static void die(const char *what) {
+    perror(what);
+    exit(2);
+}
+
+static void *user_main(void *arg) {
+    (void)arg;
+    unsigned char buf[16];
+    if (RAND_bytes(buf, sizeof buf) != 1) die("RAND_bytes");
+    pthread_barrier_wait(&started);
+    while (!stop)
+        if (RAND_bytes(buf, sizeof buf) != 1) die("RAND_bytes");
+    return NULL;
+}
+
+static int child(void) {
+    unsigned char buf[16];
+    for (int i = 0; i < 4; i++)
+        if (RAND_bytes(buf, sizeof buf) != 1) return 3;
+    return 0;
+}
+
+static int wait_child(pid_t pid, int ms) {
+    int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pfd < 0) die("pidfd_open");
+    struct pollfd p = {.fd = pfd, .events = POLLIN};
+    int r = poll(&p, 1, ms);
+    int status = 0;
+    if (r == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        close(pfd);
+        return -1;
+    }
+    waitpid(pid, &status, 0);
+    close(pfd);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: held_ssl FORKS CHILD_TIMEOUT_MS [THREADS]\n");
+        return 2;
+    }
+    int forks = atoi(argv[1]), ms = atoi(argv[2]);
+    int nthreads = argc > 3 ? atoi(argv[3]) : 4;
+    if (nthreads < 1 || nthreads > 64) nthreads = 4;
+    unsigned char buf[16];
+    if (RAND_bytes(buf, sizeof buf) != 1) die("RAND_bytes");
+    pthread_barrier_init(&started, NULL, (unsigned)nthreads + 1);
+    pthread_t th[64];
+    for (int i = 0; i < nthreads; i++) pthread_create(&th[i], NULL, user_main, NULL);
+    pthread_barrier_wait(&started);
+    int hung = 0, failed = 0;
+    for (int n = 0; n < forks; n++) {
+        pid_t pid = fork();
+        if (pid < 0) die("fork");
+        if (pid == 0) _exit(child());
+        int r = wait_child(pid, ms);
+        if (r < 0)
+            hung++;
+        else if (r != 0) {
+            failed++;
+            if (failed == 1) fprintf(stderr, "child exit %d\n", r);
+        }
+    }
+    stop = 1;
+    for (int i = 0; i < nthreads; i++) pthread_join(th[i], NULL);
+    printf("forks %d hung %d failed %d\n", forks, hung, failed);
+    return 0;
+}
