@@ -437,3 +437,76 @@ fn suggest_names_a_global_as_a_lock_action() {
     let t = c_run(&s, Some(&cfg), "mutex-global", 20, 5000);
     assert_eq!((t.hung, t.failed), (0, 0));
 }
+
+#[test]
+fn audit_names_a_static_in_a_stripped_program_by_its_debug_file() {
+    // tests/c/held.c's `static pthread_mutex_t s_lock`, in a copy stripped
+    // of every symbol table, with its debug file found by .gnu_debuglink
+    // (SPEC 8.1): audit names it OBJECT:FILE:NAME, and --suggest writes the
+    // [[lock]] that, used as is, fixes the program.
+    let s = Scratch::new("held-debugfile");
+    let prog = s.path("held_stripped");
+    let dbg = s.path("held_stripped.debug");
+    std::fs::copy(fixture("held"), &prog).unwrap();
+    let sh = |args: &[&str]| {
+        let o = Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .expect("binutils");
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let (p, d) = (prog.to_str().unwrap(), dbg.to_str().unwrap());
+    sh(&["objcopy", "--only-keep-debug", p, d]);
+    sh(&["strip", "--strip-all", p]);
+    sh(&["objcopy", &format!("--add-gnu-debuglink={d}"), p]);
+    let cfg = s.path("suggested.toml");
+    let mut audit = Command::new(cli());
+    clean_env(&mut audit);
+    audit
+        .env("FORKGUARD_LIB", lib())
+        .args(["audit", "--suggest"])
+        .arg(&cfg)
+        .arg("--")
+        .arg(&prog)
+        .args(["mutex-static", "2", "300"])
+        .current_dir(&s.dir);
+    let out = run(&s, audit, TIMEOUT);
+    out.assert_success();
+    assert!(
+        out.stderr.contains("held_stripped:held.c:s_lock by tid "),
+        "{}",
+        out.dump()
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(
+        text.contains("symbol = \"held_stripped:held.c:s_lock\"\ntype = \"mutex\""),
+        "{text}"
+    );
+    let mut fixed = guarded(&s, &prog, &cfg);
+    fixed.args(["mutex-static", "20", "5000"]);
+    let t = tally(&run(&s, fixed, Duration::from_secs(120)));
+    assert_eq!((t.forks, t.hung, t.failed), (20, 0, 0));
+    // Without the debug file the static has no name: a static mutex
+    // "taken in" the function that took it.
+    std::fs::remove_file(&dbg).unwrap();
+    let mut audit = Command::new(cli());
+    clean_env(&mut audit);
+    audit
+        .env("FORKGUARD_LIB", lib())
+        .arg("audit")
+        .arg("--")
+        .arg(&prog)
+        .args(["mutex-static", "1", "300"])
+        .current_dir(&s.dir);
+    let out = run(&s, audit, TIMEOUT);
+    assert!(
+        out.stderr
+            .contains("held by other threads: static mutex taken in "),
+        "{}",
+        out.dump()
+    );
+}

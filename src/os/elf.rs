@@ -398,11 +398,23 @@ pub fn matches(obj: &Loaded, lib: &str, loader_name: Option<&str>, exe: &str) ->
     name == lib || base == lib || (loader_name.is_some_and(|n| n == name) && !name.is_empty())
 }
 
-/// The symbol (function or variable; `.symtab`, else `.dynsym`, read with
-/// the debug-file code's one table reader) containing the runtime address
-/// `addr` in `obj`'s file: its name and runtime start. Used to name
-/// locks and callers that have no dynamic symbol (`forkguard audit`).
-pub fn symbol_containing(obj: &Loaded, addr: usize) -> Option<(String, usize)> {
+/// A symbol found by address ([`symbol_containing`]).
+pub struct AddrName {
+    pub name: String,
+    /// The source file of a local (static) symbol: the `STT_FILE` before
+    /// it in the table (SPEC 8.1's `OBJECT:FILE:NAME`); None for a global.
+    pub file: Option<String>,
+    /// Its runtime start.
+    pub start: usize,
+}
+
+/// The symbol (function or variable) containing the runtime address `addr`
+/// in `obj`'s file: its `.symtab`, else (a stripped object) its separate
+/// debug file's (SPEC 8.1, found and checked as for `find_static_many`),
+/// else its `.dynsym`; read with the debug-file code's one table reader.
+/// Used to name locks and callers that have no dynamic symbol (`forkguard
+/// audit`).
+pub fn symbol_containing(obj: &Loaded, addr: usize) -> Option<AddrName> {
     let map = Mapped::open(obj.path())?;
     let file = ElfFile64::<Endianness>::parse(map.bytes()).ok()?;
     if !same_object(obj, &file) {
@@ -411,6 +423,33 @@ pub fn symbol_containing(obj: &Loaded, addr: usize) -> Option<(String, usize)> {
     let link = addr.wrapping_sub(obj.bias) as u64;
     let elf = debugfile::Elf::parse(map.bytes()).ok()?;
     let at = |t: Result<Option<debugfile::Symtab>, String>| t.ok().flatten()?.at(link);
-    let hit = at(elf.symtab()).or_else(|| at(elf.dynsym()))?;
-    Some((hit.name, obj.bias.wrapping_add(hit.value as usize)))
+    let hit = match elf.symtab() {
+        Ok(Some(t)) => t.at(link),
+        _ => debug_file_at(obj, &elf, link),
+    }
+    .or_else(|| at(elf.dynsym()))?;
+    Some(AddrName {
+        name: hit.name,
+        file: hit.file,
+        start: obj.bias.wrapping_add(hit.value as usize),
+    })
+}
+
+/// The symbol containing the link-time address `link` in `obj`'s separate
+/// debug file, if it has one that matches.
+fn debug_file_at(obj: &Loaded, elf: &debugfile::Elf, link: u64) -> Option<debugfile::AddrHit> {
+    let wanted = debugfile::Wanted {
+        build_id: obj.build_id.as_deref(),
+        debuglink: elf.debuglink(),
+    };
+    let real = std::fs::canonicalize(obj.path())
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| obj.path().to_string());
+    match debugfile::locate(&real, wanted, Mapped::open) {
+        debugfile::Located::Found { data, .. } => {
+            let dbg = debugfile::Elf::parse(data.bytes()).ok()?;
+            dbg.symtab().ok().flatten()?.at(link)
+        }
+        debugfile::Located::NotFound { .. } => None,
+    }
 }

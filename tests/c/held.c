@@ -16,6 +16,7 @@
  *   mutex-heap      2 holders, each a heap mutex (malloc'd object)
  *   mutex-global    a holder of g_lock (exported global)
  *   mutex-array     a holder of g_locks[5] (global array)
+ *   mutex-static    a holder of s_lock (a static: only in .symtab)
  *   rwlock-readers  3 threads read-hold one heap rwlock; the child write-locks
  *   rwlock-writer   a holder write-holds a heap rwlock
  *   spin            a holder of a heap spinlock
@@ -65,6 +66,8 @@ pthread_mutex_t g_locks[8] = {
     PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
     PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
 };
+
+static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
 
 enum kind { MUTEX, RWREAD, RWWRITE, SPIN, SEM };
 
@@ -295,6 +298,8 @@ static void setup(void) {
         holder_add(add_new(MUTEX), 1);
     } else if (!strcmp(scene, "mutex-global")) {
         holder_add(add(MUTEX, &g_lock), 1);
+    } else if (!strcmp(scene, "mutex-static")) {
+        holder_add(add(MUTEX, &s_lock), 1);
     } else if (!strcmp(scene, "mutex-array")) {
         holder_add(add(MUTEX, &g_locks[5]), 1);
     } else if (!strcmp(scene, "rwlock-readers")) {

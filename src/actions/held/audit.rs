@@ -228,10 +228,12 @@ fn suggestion(addr: usize, kind: u8, nm: &[u8], out: &mut Buf<2048>) {
     }
     out.str("lock ").str(t).byte(b' ');
     // The main program's globals are named bare (a `lib:` prefix is looked
-    // up among shared objects).
+    // up among shared objects); a static with its source file keeps the
+    // program's name (`PROGRAM:FILE:NAME`).
     let prog = name::is_main_program(addr);
+    let colons = nm.iter().filter(|&&b| b == b':').count();
     match (prog, nm.iter().position(|&b| b == b':')) {
-        (true, Some(i)) => out.push(nm.get(i + 1..).unwrap_or(&[])),
+        (true, Some(i)) if colons == 1 => out.push(nm.get(i + 1..).unwrap_or(&[])),
         _ => out.push(nm),
     };
     out.byte(b'\n');

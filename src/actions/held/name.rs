@@ -85,11 +85,17 @@ pub fn global<const N: usize>(addr: usize, out: &mut Buf<N>) -> bool {
     if name.is_empty() || addr < w.start || addr >= w.start.saturating_add(w.size.max(1)) {
         // Not exported: the file's own symbol table (audit only: it reads
         // the file).
-        if let Some((n, start)) = static_symbol(addr) {
+        if let Some(h) = static_symbol(addr) {
             object_name(w.file, out);
-            out.byte(b':').str(&n);
-            if addr != start {
-                out.byte(b'+').u64((addr - start) as u64);
+            out.byte(b':');
+            // A local symbol by its source file (SPEC 8.1): many statics
+            // share a name (`lock`).
+            if let Some(f) = &h.file {
+                out.push(basename(f.as_bytes())).byte(b':');
+            }
+            out.str(&h.name);
+            if addr != h.start {
+                out.byte(b'+').u64((addr - h.start) as u64);
             }
             return true;
         }
@@ -123,8 +129,8 @@ pub fn describe<const N: usize>(addr: usize, kind: u8, ret: usize, out: &mut Buf
             out.str(" taken in ");
             let f = c_bytes(w.sym);
             match static_symbol(ret) {
-                Some((n, _)) => {
-                    out.str(&n);
+                Some(h) => {
+                    out.str(&h.name);
                 }
                 None if !f.is_empty() => {
                     out.push(f);
@@ -142,8 +148,9 @@ pub fn describe<const N: usize>(addr: usize, kind: u8, ret: usize, out: &mut Buf
     }
 }
 
-/// The `.symtab` symbol containing `addr`, in audit only (reads files).
-fn static_symbol(addr: usize) -> Option<(String, usize)> {
+/// The `.symtab` (or debug file) symbol containing `addr`, in audit only
+/// (reads files; parent side, before the fork).
+fn static_symbol(addr: usize) -> Option<crate::os::elf::AddrName> {
     if !super::auditing() {
         return None;
     }
