@@ -52,15 +52,37 @@ pub fn config(lines: &str, command: &str) -> String {
         for n in &unnamed {
             out.push_str(&format!("# held by another thread at a fork: {n}\n"));
         }
+        // A lock inside glibc is guarded by libc_locks only when it is one
+        // of the profile's (SPEC 8.3); any other is a pthread lock the
+        // trackers saw, which held_locks guards.
+        let mut covered = false;
+        let mut uncovered = false;
         for n in &libc {
-            out.push_str(&format!(
-                "# held by another thread at a fork, inside glibc: {n}\n"
-            ));
+            match libc_profile_entry(n) {
+                Some(l) => {
+                    covered = true;
+                    out.push_str(&format!(
+                        "# held by another thread at a fork, inside glibc: {n}\n\
+                         #   libc_locks guards it: {}{} ({}), taken by {}\n",
+                        l.file.map(|f| format!("{f}:")).unwrap_or_default(),
+                        l.name,
+                        kind_word(l.kind),
+                        l.guards
+                    ));
+                }
+                None => {
+                    uncovered = true;
+                    out.push_str(&format!(
+                        "# held by another thread at a fork, inside glibc: {n}\n\
+                         #   not one of the locks libc_locks guards: held_locks does\n"
+                    ));
+                }
+            }
         }
-        if !libc.is_empty() {
+        if covered {
             out.push_str("libc_locks = \"acquire\"\n");
         }
-        if !unnamed.is_empty() {
+        if !unnamed.is_empty() || uncovered {
             out.push_str("held_locks = \"acquire\"\n");
         }
     }
@@ -85,6 +107,41 @@ pub fn config(lines: &str, command: &str) -> String {
         out.push_str(forkguard_core::recipes::openmp_entry());
     }
     out
+}
+
+/// The `libc_locks` profile's entry for a lock `forkguard audit` named
+/// `libc.so.6:NAME` or `libc.so.6:FILE:NAME` (the whole symbol: not one
+/// `+OFFSET` inside it, nor a heap or unnamed lock).
+fn libc_profile_entry(name: &str) -> Option<&'static forkguard_core::libc_locks::Lock> {
+    use forkguard_core::libc_locks::{name_matches, Object, LOCKS};
+    let (obj, rest) = name.split_once(':')?;
+    if !obj.starts_with("libc.so") || rest.contains(['+', ' ']) {
+        return None;
+    }
+    let (file, sym) = match rest.split_once(':') {
+        Some((f, s)) => (Some(f), s),
+        None => (None, rest),
+    };
+    LOCKS.iter().find(|l| {
+        l.object == Object::Libc
+            && name_matches(sym, l.name)
+            && match (l.file, file) {
+                (Some(want), Some(f)) => want == f,
+                // A name the profile gives without FILE is unique.
+                (None, _) => true,
+                (Some(_), None) => false,
+            }
+    })
+}
+
+fn kind_word(k: forkguard_core::libc_locks::Kind) -> &'static str {
+    use forkguard_core::libc_locks::Kind;
+    match k {
+        Kind::Futex => "futex",
+        Kind::Recursive => "recursive lock",
+        Kind::Rwlock => "rwlock",
+        Kind::Mutex => "mutex",
+    }
 }
 
 fn valid_type(t: &str) -> bool {
@@ -161,6 +218,47 @@ mod tests {
         };
         assert_eq!(c.symbol.name, "omp_pause_resource_all");
         assert_eq!(c.args, [2]);
+    }
+
+    #[test]
+    fn a_glibc_lock_is_named_from_the_libc_locks_profile() {
+        use forkguard_core::plan::{HeldLocks, LibcLocks};
+        let text = config(
+            "libc futex libc.so.6:random.c:lock\nlibc rwlock libc.so.6:__libc_setlocale_lock\n",
+            "./prog",
+        );
+        let plan = forkguard_core::plan::Plan::parse("s.toml", &text).unwrap();
+        assert_eq!(plan.settings.libc_locks, LibcLocks::Acquire, "{text}");
+        assert_eq!(plan.settings.held_locks, HeldLocks::Off, "{text}");
+        assert!(
+            text.contains("libc_locks guards it: random.c:lock (futex), taken by random"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "libc_locks guards it: __libc_setlocale_lock (rwlock), taken by setlocale"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_glibc_lock_the_profile_does_not_cover_is_left_to_held_locks() {
+        use forkguard_core::plan::{HeldLocks, LibcLocks};
+        for line in [
+            "libc mutex static mutex taken in f (libc.so.6+0x10)",
+            "libc mutex libc.so.6:random.c:lock+8",
+            "libc mutex libc.so.6:other.c:lock",
+        ] {
+            let text = config(line, "./prog");
+            let plan = forkguard_core::plan::Plan::parse("s.toml", &text).unwrap();
+            assert_eq!(plan.settings.libc_locks, LibcLocks::Off, "{text}");
+            assert_eq!(plan.settings.held_locks, HeldLocks::Acquire, "{text}");
+            assert!(
+                text.contains("not one of the locks libc_locks guards"),
+                "{text}"
+            );
+        }
     }
 
     #[test]
