@@ -143,8 +143,8 @@ fn audit(s: &Scratch, prog: &Path, forks: u32) -> String {
 #[test]
 fn openssl_rand_bytes_children_hang_without_forkguard_and_finish_with_held_locks() {
     let Some(prog) = ssl() else { return };
-    // Measured here: 15-20 % of children hang (OpenSSL 3.0's primary
-    // generator's lock, which every RAND_bytes write-locks).
+    // Measured here: 15-20 % of children hang (a random generator's heap
+    // rwlock, which RAND_bytes write-locks: tests/c/held_ssl.c).
     control_and_fix("held-ssl", &prog, 200);
 }
 

@@ -394,6 +394,8 @@ fn audit_names_a_heap_mutex_and_suggest_writes_a_config_that_fixes_the_program()
     );
     let text = std::fs::read_to_string(&cfg).unwrap();
     assert!(text.contains("held_locks = \"acquire\""), "{text}");
+    // The CLI demangles the C++ name in the comment.
+    assert!(text.contains("#   C++: Cache::refresh()"), "{text}");
     // check accepts it.
     let mut check = Command::new(cli());
     clean_env(&mut check);

@@ -51,6 +51,7 @@ pub fn config(lines: &str, command: &str) -> String {
         out.push_str("\n[settings]\n");
         for n in &unnamed {
             out.push_str(&format!("# held by another thread at a fork: {n}\n"));
+            out.push_str(&cxx_comment(n));
         }
         // A lock inside glibc is guarded by libc_locks only when it is one
         // of the profile's (SPEC 8.3); any other is a pthread lock the
@@ -87,9 +88,10 @@ pub fn config(lines: &str, command: &str) -> String {
         }
     }
     for (sym, ty) in &locks {
-        out.push_str(&format!(
-            "\n[[lock]]\nsymbol = \"{sym}\"\ntype = \"{ty}\"\n"
-        ));
+        // `symbol` must stay the (mangled) name of the symbol table.
+        out.push('\n');
+        out.push_str(&cxx_comment(sym));
+        out.push_str(&format!("[[lock]]\nsymbol = \"{sym}\"\ntype = \"{ty}\"\n"));
     }
     if listen {
         out.push_str("\n[[fd]]\nselect = { kind = \"listen\" }\naction = \"cloexec\"\n");
@@ -107,6 +109,25 @@ pub fn config(lines: &str, command: &str) -> String {
         out.push_str(forkguard_core::recipes::openmp_entry());
     }
     out
+}
+
+/// A comment line with the C++ names (demangled) of the mangled symbols
+/// in `text` (`_ZN5Cache7refreshEv` -> `Cache::refresh()`); empty when
+/// there are none. The library prints names as the symbol table has them.
+fn cxx_comment(text: &str) -> String {
+    let names: Vec<String> = text
+        .split([' ', '(', ')', ':', '+', ','])
+        .filter(|w| w.starts_with("_Z"))
+        .filter_map(|w| {
+            let sym = cpp_demangle::Symbol::new(w).ok()?;
+            sym.demangle(&cpp_demangle::DemangleOptions::default()).ok()
+        })
+        .collect();
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!("#   C++: {}\n", names.join(", "))
+    }
 }
 
 /// The `libc_locks` profile's entry for a lock `forkguard audit` named
@@ -259,6 +280,24 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn cxx_names_are_demangled_in_comments_and_kept_mangled_in_symbols() {
+        let text = config(
+            "unnamed mutex heap mutex taken in _ZN5Cache7refreshEv (held_cache+0x1a2f)\n\
+             lock mutex libcache.so.1:_ZN5Cache7g_mutexE\n",
+            "./prog",
+        );
+        forkguard_core::plan::Plan::parse("s.toml", &text).unwrap();
+        assert!(text.contains("#   C++: Cache::refresh()\n"), "{text}");
+        assert!(
+            text.contains(
+                "#   C++: Cache::g_mutex\n[[lock]]\nsymbol = \"libcache.so.1:_ZN5Cache7g_mutexE\""
+            ),
+            "{text}"
+        );
+        assert_eq!(cxx_comment("heap mutex taken in f (x+0x1)"), "");
     }
 
     #[test]

@@ -6,10 +6,11 @@
  * THREADS threads (default 4) call RAND_bytes in a loop. The main thread
  * waits until each has made its first call, then forks FORKS times, not in
  * step with them; each child calls RAND_bytes and exits 0 (3 if it fails).
- * OpenSSL 3.0's generators share a primary DRBG guarded by a heap
- * CRYPTO_RWLOCK (a pthread_rwlock_t) that every thread write-locks to read
- * its reseed counter: a fork while one holds it leaves the child's first
- * RAND_bytes waiting forever. The parent waits for each child with a
+ * OpenSSL 3.0's random generators (DRBGs) are guarded by heap
+ * CRYPTO_RWLOCKs (pthread_rwlock_t) that RAND_bytes write-locks: a fork
+ * while a thread holds one leaves the child's first RAND_bytes waiting
+ * forever (seen with gdb in a hung child: RAND_bytes_ex -> EVP_RAND_generate
+ * -> ... -> CRYPTO_THREAD_write_lock -> pthread_rwlock_wrlock). The parent waits for each child with a
  * deadline (pidfd + poll) and kills a child that does not finish. Last
  * line on stdout:
  *   forks N hung H failed F

@@ -132,7 +132,10 @@ pub fn describe<const N: usize>(addr: usize, kind: u8, ret: usize, out: &mut Buf
                 Some(h) => {
                     out.str(&h.name);
                 }
-                None if !f.is_empty() => {
+                // dladdr's symbol is the nearest exported one below: in a
+                // stripped library often not the function (a static one
+                // lies past its end). Only one that contains the address.
+                None if !f.is_empty() && ret >= w.start && ret < w.start.saturating_add(w.size) => {
                     out.push(f);
                 }
                 None => {
