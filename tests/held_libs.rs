@@ -120,8 +120,15 @@ fn control_and_fix(tag: &str, prog: &Path, control_forks: u32) {
     assert!(hung >= 1, "{tag} held_locks = off: {hung} of {n} hung");
     for mode in ["reinit", "acquire"] {
         let cfg = config(&s, mode, 100);
+        let started = std::time::Instant::now();
         let t = run_it(&s, prog, Some(&cfg), 200, 5000);
         assert_eq!(t, (200, 0, 0), "{tag} {mode}");
+        // acquire gives up on a lock whose holder waits for one it took
+        // (SQLite: a thread holding its connection mutex blocks on the
+        // allocator mutex prepare took): else each fork would wait out
+        // lock_timeout_ms several times (0.7 s a fork, measured).
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(60), "{tag} {mode}: {took:?}");
     }
 }
 
