@@ -1,8 +1,9 @@
 //! `pthread_mutex_destroy` and `pthread_rwlock_destroy`: glibc's, then,
 //! while a fork with `held_locks = "acquire"` waits for or holds that very
 //! lock, wait until the fork is done, so that the caller does not free the
-//! lock's memory under prepare's waiting (`actions::held::busy`). One load
-//! and a fence on top of glibc's call otherwise.
+//! lock's memory under prepare's waiting (`actions::held::busy`). On top of
+//! glibc's call: one load and a branch without `acquire` configured, a
+//! fence and one more load with it.
 
 use crate::actions::held::busy;
 use core::sync::atomic::AtomicUsize;

@@ -26,8 +26,17 @@ const SLOTS: usize = 64;
 static ADDRS: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
 /// Registered addresses in all (the destroy entry points' one load).
 static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+/// Set at load when `held_locks = "acquire"` is configured: only then does
+/// prepare register anything, and only then do the destroy entry points
+/// pay for the fence below.
+static ON: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 /// Bumped (and woken) whenever addresses are dropped.
 static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// `acquire` is configured. Load time, before any fork.
+pub fn enable() {
+    ON.store(true, Ordering::Release);
+}
 
 /// Register `addr` before the last look at it. False when the registry is
 /// full (then the lock must not be waited for).
@@ -69,9 +78,13 @@ pub fn child_reset() {
 
 /// Destroy entry points, after glibc's destroy and before returning (so
 /// before the caller frees the memory): wait while `addr` is registered.
-/// One load when no fork is acquiring locks.
+/// One load without `acquire`; a fence and one load when no fork is
+/// acquiring locks.
 #[inline(always)]
 pub fn wait_until_released(addr: usize) {
+    if !ON.load(Ordering::Relaxed) {
+        return;
+    }
     // Orders glibc's store (the destroyed kind) before the load: prepare
     // registers, then reads the kind (see `register`'s caller).
     core::sync::atomic::fence(Ordering::SeqCst);

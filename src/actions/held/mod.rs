@@ -58,6 +58,9 @@ pub fn configure(mode: HeldLocks, audit: bool, timeout_ms: u32) -> bool {
         (HeldLocks::Reinit, false) => REINIT,
         (HeldLocks::Acquire, false) => ACQUIRE,
     };
+    if m == ACQUIRE {
+        busy::enable();
+    }
     TIMEOUT_MS.store(timeout_ms, Ordering::Relaxed);
     if let Some((p, _)) = crate::os::lazy::first_definition(b"PyGILState_Check") {
         PY_GIL_CHECK.store(p, Ordering::Relaxed);
