@@ -59,10 +59,16 @@ int main(int argc, char **argv) {
     int workers = argc > 1 ? atoi(argv[1]) : 10;
     int ms = argc > 2 ? atoi(argv[2]) : 1000;
     Cache *cache = new Cache;
-    std::atomic<bool> stop{false};
+    std::atomic<bool> stop{false}, ready{false};
     std::thread refresher([&] {
-        while (!stop) cache->refresh();
+        while (!stop) {
+            cache->refresh();
+            ready = true;
+        }
     });
+    // Fork only once the cache has content: a worker forked before the
+    // first refresh would find it empty (and fail, not hang).
+    while (!ready) std::this_thread::yield();
     int hung = 0, failed = 0;
     for (int i = 0; i < workers; i++) {
         pid_t pid = fork();
