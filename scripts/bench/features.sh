@@ -26,6 +26,9 @@ write_feature_configs() {
         >"$BUILD/feat-spawn.toml"
     printf 'version = 1\n\n[settings]\nheld_locks = "acquire"\nlibc_locks = "acquire"\n' \
         >"$BUILD/feat-gunicorn.toml"
+    # One [[python]] child entry (SPEC 8.7) that does nothing: what the
+    # hooks' registration and call cost a Python program's fork.
+    printf 'version = 1\n\n[[python]]\nphase = "child"\ncode = "pass"\n' >"$BUILD/feat-python.toml"
     # The OpenMP recipe of SPEC 8.8, as config/ ships it.
     printf 'version = 1\n\n[[call]]\nphase = "prepare"\nsymbol = "omp_pause_resource_all"\nargs = [2]\noptional = true\n' \
         >"$BUILD/feat-omp.toml"
@@ -33,7 +36,7 @@ write_feature_configs() {
 
 define_feature_variants() {
     local f
-    for f in libc-locks held-acquire held-reinit log log-exits debug-symbol spawn omp gunicorn; do
+    for f in libc-locks held-acquire held-reinit log log-exits debug-symbol spawn omp gunicorn python; do
         def_variant "feat_${f//-/_}" "forkguard, $(feature_label "$f")" 0 \
             "LD_PRELOAD=$LIB" "FORKGUARD_CONFIG=$BUILD/feat-$f.toml"
     done
@@ -50,6 +53,7 @@ feature_label() {
         spawn) echo '`kind = "listen"` → cloexec, spawn = true' ;;
         omp) echo 'the OpenMP recipe (omp_pause_resource_all, args = [2])' ;;
         gunicorn) echo 'held_locks and libc_locks = "acquire"' ;;
+        python) echo 'a `[[python]]` child entry (`code = "pass"`)' ;;
     esac
 }
 
@@ -178,7 +182,7 @@ section_features() {
     done
     CG_EXTRA=()
     : "${CG_EXTRA[@]}"
-    log "features: wall clock (Python writer thread, OpenMP, log_exits memory)"
+    log "features: wall clock (Python writer thread, [[python]], OpenMP, log_exits memory)"
     for v in feat_log feat_log_exits; do
         feat_wall log-exits-rss "peak RSS of forkloop 1000 (bench/peakrss)" "$v" 1 maxrss_kb_median \
             "$BUILD/peakrss" 5 "$BUILD/forkloop" 1000
@@ -187,6 +191,10 @@ section_features() {
         feat_wall python "Python fork loop, writer thread (30 forks, 0.5 s timeout)" "$v" 3 per_fork_us \
             /usr/bin/python3 "$ROOT/bench/pyforkwriter.py" 30 0.5
     done
+    for v in fg_empty feat_python; do
+        feat_wall python-hooks "Python fork loop (1,000 forks), no thread" "$v" 3 per_fork_us \
+            /usr/bin/python3 "$ROOT/bench/pyforkloop.py" 1000
+    done
     feat_wall omp "OpenMP: fork, child without a parallel region" plain 3 per_fork_us \
         env OMP_WAIT_POLICY=passive "$BUILD/ompfork" 50 0
     feat_wall omp "OpenMP: fork, child with a parallel region (control: hangs)" plain 1 per_fork_us \
@@ -194,7 +202,7 @@ section_features() {
     feat_wall omp "OpenMP: fork, child with a parallel region" feat_omp 3 per_fork_us \
         env OMP_WAIT_POLICY=passive "$BUILD/ompfork" 50 1
     feat_gunicorn
-    for v in feat_debug_symbol feat_libc_locks feat_held_reinit feat_held_acquire feat_log_exits feat_spawn feat_omp feat_gunicorn; do
+    for v in feat_debug_symbol feat_libc_locks feat_held_reinit feat_held_acquire feat_log_exits feat_spawn feat_omp feat_gunicorn feat_python; do
         if [[ -n ${FEAT_SKIPPED[$v]:-} ]]; then
             pending "${VLABEL[$v]}" "${FEAT_CHECKED[$v]}; rows skipped: ${FEAT_SKIPPED[$v]}."
         fi
