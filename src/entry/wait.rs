@@ -1,11 +1,17 @@
 //! The wait family, exported so that `log_exits` learns the status of a
-//! tracked child the program reaped before the watcher looked: each calls
-//! libc's own function, then notes what it returned (`exits::note`). With
-//! `log_exits` off that is one atomic load.
+//! tracked child the program reaped before the watcher looked.
+//!
+//! Each exported function is one instruction, `jmp *slot` (as the lock
+//! entry points in `held.rs`). A slot starts at the noting version below,
+//! which calls libc's function (or, before it is bound, makes the system
+//! call itself) and then notes what it returned (`exits::note`). `bind`
+//! finds libc's functions at the first fork or spawn; without `log_exits`
+//! it then points each slot straight at libc's function, so a wait costs
+//! one indirect jump.
 use crate::phases::exits::{from_siginfo, note};
 use crate::phases::runtime::Runtime;
 use libc::{c_int, pid_t};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 /// libc's wait function from `cache`, once bound (`bind`); `None` before.
 fn bound(cache: &AtomicUsize) -> Option<usize> {
@@ -52,23 +58,81 @@ fn bind_now() {
     ] {
         crate::os::symbols::next(cache, name);
     }
+    if !NOTING.load(Ordering::Relaxed) {
+        for (slot, cache) in SLOTS.iter().zip([&WAITPID, &WAIT, &WAIT3, &WAIT4, &WAITID]) {
+            if let Some(f) = bound(cache) {
+                slot.store(f as *mut (), Ordering::Release);
+            }
+        }
+    }
     BOUND.store(true, Ordering::Relaxed);
+}
+
+/// Where each exported wait function jumps, in the order waitpid, wait,
+/// wait3, wait4, waitid.
+static SLOTS: [AtomicPtr<()>; 5] = [
+    AtomicPtr::new(noting_waitpid as *mut ()),
+    AtomicPtr::new(noting_wait as *mut ()),
+    AtomicPtr::new(noting_wait3 as *mut ()),
+    AtomicPtr::new(noting_wait4 as *mut ()),
+    AtomicPtr::new(noting_waitid as *mut ()),
+];
+
+macro_rules! entries {
+    ($($i:literal $name:ident;)*) => {
+        $(
+            /// Exported: one indirect jump through its slot.
+            ///
+            /// # Safety
+            /// Same contract as libc's function of that name.
+            #[unsafe(naked)]
+            #[no_mangle]
+            pub unsafe extern "C" fn $name() {
+                core::arch::naked_asm!(
+                    concat!("jmp qword ptr [rip + {slots} + 8*", stringify!($i), "]"),
+                    slots = sym SLOTS,
+                )
+            }
+        )*
+    };
+}
+
+/// `waitpid` as the program's own call makes it: through the exported
+/// entry's slot.
+pub fn waitpid_as_exported(pid: pid_t, status: &mut c_int, options: c_int) -> pid_t {
+    type F = unsafe extern "C" fn(pid_t, *mut c_int, c_int) -> pid_t;
+    let f = SLOTS[0].load(Ordering::Acquire);
+    // SAFETY: every value slot 0 holds is a function with waitpid's
+    // signature (the noting version or libc's); status is valid.
+    unsafe { core::mem::transmute::<*mut (), F>(f)(pid, status, options) }
+}
+
+entries! {
+    0 waitpid;
+    1 wait;
+    2 wait3;
+    3 wait4;
+    4 waitid;
 }
 
 /// At load, when `log_exits` is on: bind now, so that its very first
 /// reaped status is noted by libc's own call.
 pub fn init(rt: &Runtime) {
     if rt.log_exits {
+        NOTING.store(true, Ordering::Relaxed);
         bind();
     }
 }
 
-/// `waitpid`: libc's, then the reaped status noted for `log_exits`.
+/// `log_exits` is on: the slots keep the noting versions.
+static NOTING: AtomicBool = AtomicBool::new(false);
+
+/// `waitpid`'s noting version: libc's, then the reaped status noted for
+/// `log_exits`.
 ///
 /// # Safety
 /// Same contract as `waitpid(2)`.
-#[no_mangle]
-pub unsafe extern "C" fn waitpid(pid: pid_t, status: *mut c_int, options: c_int) -> pid_t {
+unsafe extern "C" fn noting_waitpid(pid: pid_t, status: *mut c_int, options: c_int) -> pid_t {
     type F = unsafe extern "C" fn(pid_t, *mut c_int, c_int) -> pid_t;
     let mut local = 0;
     let out = if status.is_null() { &mut local } else { status };
@@ -88,8 +152,7 @@ pub unsafe extern "C" fn waitpid(pid: pid_t, status: *mut c_int, options: c_int)
 ///
 /// # Safety
 /// Same contract as `wait(2)`.
-#[no_mangle]
-pub unsafe extern "C" fn wait(status: *mut c_int) -> pid_t {
+unsafe extern "C" fn noting_wait(status: *mut c_int) -> pid_t {
     type F = unsafe extern "C" fn(*mut c_int) -> pid_t;
     let mut local = 0;
     let out = if status.is_null() { &mut local } else { status };
@@ -109,8 +172,7 @@ pub unsafe extern "C" fn wait(status: *mut c_int) -> pid_t {
 ///
 /// # Safety
 /// Same contract as `wait3(2)`.
-#[no_mangle]
-pub unsafe extern "C" fn wait3(status: *mut c_int, options: c_int, ru: *mut libc::rusage) -> pid_t {
+unsafe extern "C" fn noting_wait3(status: *mut c_int, options: c_int, ru: *mut libc::rusage) -> pid_t {
     type F = unsafe extern "C" fn(*mut c_int, c_int, *mut libc::rusage) -> pid_t;
     let mut local = 0;
     let out = if status.is_null() { &mut local } else { status };
@@ -130,8 +192,7 @@ pub unsafe extern "C" fn wait3(status: *mut c_int, options: c_int, ru: *mut libc
 ///
 /// # Safety
 /// Same contract as `wait4(2)`.
-#[no_mangle]
-pub unsafe extern "C" fn wait4(
+unsafe extern "C" fn noting_wait4(
     pid: pid_t,
     status: *mut c_int,
     options: c_int,
@@ -156,8 +217,7 @@ pub unsafe extern "C" fn wait4(
 ///
 /// # Safety
 /// Same contract as `waitid(2)`.
-#[no_mangle]
-pub unsafe extern "C" fn waitid(
+unsafe extern "C" fn noting_waitid(
     idtype: libc::idtype_t,
     id: libc::id_t,
     info: *mut libc::siginfo_t,

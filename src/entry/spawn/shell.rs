@@ -136,8 +136,7 @@ unsafe fn do_system(rt: &Runtime, line: *const c_char) -> c_int {
 /// `waitpid` as the program's own call would make it (through the
 /// exported symbol, so `log_exits` sees a reaped status too).
 fn waitpid_real(pid: pid_t, status: &mut c_int, options: c_int) -> pid_t {
-    // SAFETY: status is a valid out-parameter.
-    unsafe { crate::entry::wait::waitpid(pid, status, options) }
+    crate::entry::wait::waitpid_as_exported(pid, status, options)
 }
 
 // ---- popen, pclose ----------------------------------------------------------
