@@ -60,6 +60,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "wait_child.h"
+
 pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 pthread_mutex_t g_locks[8] = {
     PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
@@ -271,23 +273,6 @@ static int child(void) {
         if (give(&l) != 0) return 3;
     }
     return 0;
-}
-
-static int wait_child(pid_t pid, int ms) {
-    int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    if (pfd < 0) die("pidfd_open");
-    struct pollfd p = {.fd = pfd, .events = POLLIN};
-    int r = poll(&p, 1, ms);
-    int status = 0;
-    if (r == 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        close(pfd);
-        return -1;
-    }
-    waitpid(pid, &status, 0);
-    close(pfd);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 static void setup(void) {

@@ -27,6 +27,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "wait_child.h"
+
 static volatile int stop;
 static pthread_barrier_t started;
 
@@ -55,23 +57,6 @@ static void *user_main(void *arg) {
     while (!stop)
         if (round_trip()) die("a round");
     return NULL;
-}
-
-static int wait_child(pid_t pid, int ms) {
-    int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    if (pfd < 0) die("pidfd_open");
-    struct pollfd p = {.fd = pfd, .events = POLLIN};
-    int r = poll(&p, 1, ms);
-    int status = 0;
-    if (r == 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        close(pfd);
-        return -1;
-    }
-    waitpid(pid, &status, 0);
-    close(pfd);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 int main(int argc, char **argv) {

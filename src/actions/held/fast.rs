@@ -44,6 +44,34 @@ const fn kind(k: u8) -> u64 {
     (k as u64) << 56
 }
 
+/// The common start of a lock or wait call: the thread's record (none:
+/// jump to `2f`, the Rust tracker), room in it (full: `2f`), then the entry
+/// — the lock's address (rdi), the caller's return address and `{kind}` —
+/// and the new count, in that order. One template string, with the
+/// operands `off`, `n`, `slots`, `e_addr`, `e_info` and `kind`.
+macro_rules! record_entry {
+    () => {
+        concat!(
+            "mov rax, qword ptr [rip + {off}]\n",
+            "mov rax, qword ptr fs:[rax]\n",
+            "test rax, rax\n",
+            "jz 2f\n",
+            "mov rdx, qword ptr [rax + {n}]\n",
+            "cmp rdx, {slots}\n",
+            "jae 2f\n",
+            "mov rcx, rdx\n",
+            "shl rcx, 4\n",
+            "mov qword ptr [rax + rcx + {e_addr}], rdi\n",
+            "mov r8, qword ptr [rsp]\n",
+            "movabs r9, {kind}\n",
+            "or r8, r9\n",
+            "mov qword ptr [rax + rcx + {e_info}], r8\n",
+            "inc rdx\n",
+            "mov qword ptr [rax + {n}], rdx",
+        )
+    };
+}
+
 // ---- lock calls: record, then glibc -----------------------------------------
 
 macro_rules! lock_fast {
@@ -53,22 +81,7 @@ macro_rules! lock_fast {
             #[unsafe(naked)]
             pub extern "C" fn $name() {
                 core::arch::naked_asm!(
-                    "mov rax, qword ptr [rip + {off}]",
-                    "mov rax, qword ptr fs:[rax]",
-                    "test rax, rax",
-                    "jz 2f",
-                    "mov rdx, qword ptr [rax + {n}]",
-                    "cmp rdx, {slots}",
-                    "jae 2f",
-                    "mov rcx, rdx",
-                    "shl rcx, 4",
-                    "mov qword ptr [rax + rcx + {e_addr}], rdi",
-                    "mov r8, qword ptr [rsp]",
-                    "movabs r9, {kind}",
-                    "or r8, r9",
-                    "mov qword ptr [rax + rcx + {e_info}], r8",
-                    "inc rdx",
-                    "mov qword ptr [rax + {n}], rdx",
+                    record_entry!(),
                     "jmp qword ptr [rip + {real} + {at}]",
                     "2:",
                     "mov rsi, qword ptr [rsp]",
@@ -193,22 +206,7 @@ pub extern "C" fn sem_wait() {
         "xor rax, rdi",
         "cmp qword ptr [rdi + {mark_off}], rax",
         "jne 6f",
-        "mov rax, qword ptr [rip + {off}]",
-        "mov rax, qword ptr fs:[rax]",
-        "test rax, rax",
-        "jz 2f",
-        "mov rdx, qword ptr [rax + {n}]",
-        "cmp rdx, {slots}",
-        "jae 2f",
-        "mov rcx, rdx",
-        "shl rcx, 4",
-        "mov qword ptr [rax + rcx + {e_addr}], rdi",
-        "mov r8, qword ptr [rsp]",
-        "movabs r9, {kind}",
-        "or r8, r9",
-        "mov qword ptr [rax + rcx + {e_info}], r8",
-        "inc rdx",
-        "mov qword ptr [rax + {n}], rdx",
+        record_entry!(),
         "push rdi",
         "call qword ptr [rip + {real} + {at}]",
         "pop rdi",
