@@ -59,21 +59,11 @@ fn sqlite() -> Option<PathBuf> {
     program("held_sqlite", "/usr/include/sqlite3.h", "sqlite3")
 }
 
-/// `forks N hung H failed F`, the fixture's last line.
+/// `forks N hung H failed F`, the fixture's last line, of a run that
+/// exited 0.
 fn tally(out: &Outcome) -> (u32, u32, u32) {
     out.assert_success();
-    let line = out
-        .stdout
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("forks "))
-        .unwrap_or_else(|| panic!("no tally line:\n{}", out.dump()));
-    let w: Vec<u32> = line
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    assert_eq!(w.len(), 3, "{line}");
-    (w[0], w[1], w[2])
+    out.fork_tally()
 }
 
 fn config(s: &Scratch, mode: &str, timeout_ms: u32) -> PathBuf {

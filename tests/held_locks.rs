@@ -23,21 +23,11 @@ struct Tally {
 
 /// The fixture's last `forks N hung H failed F` line.
 fn tally(out: &Outcome) -> Tally {
-    let line = out
-        .stdout
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("forks "))
-        .unwrap_or_else(|| panic!("no tally line:\n{}", out.dump()));
-    let w: Vec<u32> = line
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    assert_eq!(w.len(), 3, "{line}");
+    let (forks, hung, failed) = out.fork_tally();
     Tally {
-        forks: w[0],
-        hung: w[1],
-        failed: w[2],
+        forks,
+        hung,
+        failed,
     }
 }
 

@@ -64,6 +64,23 @@ impl Outcome {
         )
     }
 
+    /// The numbers of the last stdout line starting with `forks ` (the
+    /// held-lock fixtures' `forks N hung H failed F`).
+    pub fn fork_tally(&self) -> (u32, u32, u32) {
+        let line = self
+            .stdout
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("forks "))
+            .unwrap_or_else(|| panic!("no tally line:\n{}", self.dump()));
+        let w: Vec<u32> = line
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        assert_eq!(w.len(), 3, "{line}");
+        (w[0], w[1], w[2])
+    }
+
     /// `key=value` pairs printed on stdout lines starting with `prefix`
     /// (`""` for every line).
     pub fn kv(&self, prefix: &str) -> HashMap<String, String> {
