@@ -34,11 +34,22 @@ pub fn prepare(addr: usize, acquire: bool, ms: u32) -> Result<u8, c_int> {
     if !acquire {
         return Ok(SEEN);
     }
+    // SAFETY: callers checked a writable, 4-byte aligned word.
+    let w = unsafe { word(addr, 0) };
+    // A free word is taken here (the common case: glibc's locks are
+    // rarely held at a fork); a held one is waited for in `lock`.
+    if w.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+        .is_ok()
+    {
+        return Ok(TAKEN);
+    }
     Ok(if lock(addr, ms) { TAKEN } else { TIMED_OUT })
 }
 
-/// glibc's `lll_lock`, with a deadline. Parent side.
-#[link_section = ".text.fg_hot"]
+/// glibc's `lll_lock`, with a deadline, for a word that was held a moment
+/// ago. Parent side.
+#[cold]
+#[inline(never)]
 fn lock(addr: usize, ms: u32) -> bool {
     // SAFETY: callers checked a writable, 4-byte aligned word.
     let w = unsafe { word(addr, 0) };
