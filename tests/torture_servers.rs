@@ -11,7 +11,6 @@ use common::{Log, Scratch};
 use fd_support::{pg_bin_dirs, postgres_user, skip, which, Server};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -317,29 +316,9 @@ fn postgres_pgbench_new_connection_per_transaction() {
             std::os::unix::fs::chown(d, Some(uid), Some(gid)).expect("chown");
         }
     }
-    // As postgres, from a directory it can enter (the checkout may be one it
-    // cannot: a clone under /root).
-    let drop_to = |cmd: &mut Command| {
-        if let Some((uid, gid)) = as_user {
-            cmd.uid(uid).gid(gid);
-        }
-        common::clean_env(cmd);
-        cmd.current_dir(&s.dir);
-    };
-    let mut init = Command::new(initdb);
-    init.args([
-        "-A",
-        "trust",
-        "-U",
-        "postgres",
-        "-E",
-        "UTF8",
-        "--no-sync",
-        "-D",
-    ])
-    .arg(&data);
-    drop_to(&mut init);
-    common::run(&s, init, Duration::from_secs(120)).assert_success();
+    if let Err(e) = fd_support::initdb(&s, &initdb, &data, as_user) {
+        panic!("{e}");
+    }
 
     let fglog = logdir.join("fg.log");
     let cfg = server_config(&s, "fgtpg", &fglog);
@@ -351,7 +330,7 @@ fn postgres_pgbench_new_connection_per_transaction() {
         .arg(&data)
         .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
         .args(["-c", "ssl=off", "-c", "max_connections=50"]);
-    drop_to(&mut cmd);
+    fd_support::as_postgres(&s, as_user, &mut cmd);
     cmd.env("LD_PRELOAD", s.for_others(&common::lib()))
         .env("FORKGUARD_CONFIG", &cfg);
     let mut srv = Server::spawn("postgres", cmd, s.path("postgres.log"));

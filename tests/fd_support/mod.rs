@@ -320,33 +320,25 @@ impl Drop for Server {
     }
 }
 
-/// A PostgreSQL server (trust auth, user `postgres`) in `s`'s directory on a
-/// free loopback port, run as the `postgres` account when root; Err says
-/// why it cannot start (the caller skips).
-pub fn start_postgres(s: &Scratch) -> Result<(Server, u16), String> {
-    let dirs = pg_bin_dirs();
-    let initdb = which("initdb", &dirs).ok_or("initdb not found (apt-get install postgresql)")?;
-    let postgres =
-        which("postgres", &dirs).ok_or("postgres not found (apt-get install postgresql)")?;
-    let as_user = if common::is_root() {
-        Some(postgres_user().ok_or("running as root and there is no postgres account")?)
-    } else {
-        None
-    };
-    let data = s.path("pg");
-    std::fs::create_dir(&data).map_err(|e| e.to_string())?;
-    // As postgres, from a directory it can enter (the checkout may be one it
-    // cannot: a clone under /root).
-    let drop_to = |cmd: &mut Command| {
-        if let Some((uid, gid)) = as_user {
-            cmd.uid(uid).gid(gid);
-        }
-        common::clean_env(cmd);
-        cmd.current_dir(&s.dir);
-    };
+/// Make `cmd` run as the postgres account (`as_user`, when root), with a
+/// clean environment, from `s`'s directory: one it can enter, where the
+/// checkout may not be (a clone under /root).
+pub fn as_postgres(s: &Scratch, as_user: Option<(u32, u32)>, cmd: &mut Command) {
     if let Some((uid, gid)) = as_user {
-        std::os::unix::fs::chown(&data, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
+        cmd.uid(uid).gid(gid);
     }
+    common::clean_env(cmd);
+    cmd.current_dir(&s.dir);
+}
+
+/// `initdb` of `data` (trust auth, user `postgres`, UTF8, no sync) as the
+/// postgres account; Err with its output when it fails.
+pub fn initdb(
+    s: &Scratch,
+    initdb: &Path,
+    data: &Path,
+    as_user: Option<(u32, u32)>,
+) -> Result<(), String> {
     let mut init = Command::new(initdb);
     init.args([
         "-A",
@@ -358,12 +350,36 @@ pub fn start_postgres(s: &Scratch) -> Result<(Server, u16), String> {
         "--no-sync",
         "-D",
     ])
-    .arg(&data);
-    drop_to(&mut init);
+    .arg(data);
+    as_postgres(s, as_user, &mut init);
     let out = common::run(s, init, Duration::from_secs(120));
-    if !out.status.success() {
-        return Err(format!("initdb failed:\n{}", out.dump()));
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("initdb failed:\n{}", out.dump()))
     }
+}
+
+/// A PostgreSQL server (trust auth, user `postgres`) in `s`'s directory on a
+/// free loopback port, run as the `postgres` account when root; Err says
+/// why it cannot start (the caller skips).
+pub fn start_postgres(s: &Scratch) -> Result<(Server, u16), String> {
+    let dirs = pg_bin_dirs();
+    let initdb_bin =
+        which("initdb", &dirs).ok_or("initdb not found (apt-get install postgresql)")?;
+    let postgres =
+        which("postgres", &dirs).ok_or("postgres not found (apt-get install postgresql)")?;
+    let as_user = if common::is_root() {
+        Some(postgres_user().ok_or("running as root and there is no postgres account")?)
+    } else {
+        None
+    };
+    let data = s.path("pg");
+    std::fs::create_dir(&data).map_err(|e| e.to_string())?;
+    if let Some((uid, gid)) = as_user {
+        std::os::unix::fs::chown(&data, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
+    }
+    initdb(s, &initdb_bin, &data, as_user)?;
     let port = free_port();
     let mut cmd = Command::new(postgres);
     cmd.arg("-D")
@@ -378,7 +394,7 @@ pub fn start_postgres(s: &Scratch) -> Result<(Server, u16), String> {
         "-c",
         "ssl=off",
     ]);
-    drop_to(&mut cmd);
+    as_postgres(s, as_user, &mut cmd);
     let log = s.path("postgres.log");
     let mut srv = Server::spawn("postgres", cmd, log);
     srv.wait_ready(|srv| srv.log_text().contains("ready to accept connections"));
