@@ -59,6 +59,8 @@ static void *user_main(void *arg) {
     return NULL;
 }
 
+static int child(void) { return round_trip() ? 3 : 0; }
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: held_sqlite FORKS CHILD_TIMEOUT_MS [THREADS]\n");
@@ -73,19 +75,8 @@ int main(int argc, char **argv) {
     pthread_t th[64];
     for (int i = 0; i < nthreads; i++) pthread_create(&th[i], NULL, user_main, NULL);
     pthread_barrier_wait(&started);
-    int hung = 0, failed = 0;
-    for (int n = 0; n < forks; n++) {
-        pid_t pid = fork();
-        if (pid < 0) die("fork");
-        if (pid == 0) _exit(round_trip() ? 3 : 0);
-        int r = wait_child(pid, ms);
-        if (r < 0)
-            hung++;
-        else if (r != 0) {
-            failed++;
-            if (failed == 1) fprintf(stderr, "child exit %d\n", r);
-        }
-    }
+    int hung, failed;
+    fork_children(forks, ms, child, &hung, &failed);
     stop = 1;
     for (int i = 0; i < nthreads; i++) pthread_join(th[i], NULL);
     printf("forks %d hung %d failed %d\n", forks, hung, failed);
