@@ -53,15 +53,14 @@ pub fn config(lines: &str, command: &str) -> String {
             out.push_str(&format!("# held by another thread at a fork: {n}\n"));
             out.push_str(&cxx_comment(n));
         }
-        // A lock inside glibc is guarded by libc_locks only when it is one
-        // of the profile's (SPEC 8.3); any other is a pthread lock the
-        // trackers saw, which held_locks guards.
-        let mut covered = false;
+        // SPEC 8.4: libc_locks whenever a lock inside glibc was held. The
+        // comment says which of the profile's locks (SPEC 8.3) it is; one
+        // the profile does not cover is a pthread lock the trackers saw,
+        // which held_locks guards as well.
         let mut uncovered = false;
         for n in &libc {
             match libc_profile_entry(n) {
                 Some(l) => {
-                    covered = true;
                     out.push_str(&format!(
                         "# held by another thread at a fork, inside glibc: {n}\n\
                          #   libc_locks guards it: {}{} ({}), taken by {}\n",
@@ -75,12 +74,12 @@ pub fn config(lines: &str, command: &str) -> String {
                     uncovered = true;
                     out.push_str(&format!(
                         "# held by another thread at a fork, inside glibc: {n}\n\
-                         #   not one of the locks libc_locks guards: held_locks does\n"
+                         #   not one of the locks libc_locks guards by name: held_locks does\n"
                     ));
                 }
             }
         }
-        if covered {
+        if !libc.is_empty() {
             out.push_str("libc_locks = \"acquire\"\n");
         }
         if !unnamed.is_empty() || uncovered {
@@ -264,7 +263,7 @@ mod tests {
     }
 
     #[test]
-    fn a_glibc_lock_the_profile_does_not_cover_is_left_to_held_locks() {
+    fn a_glibc_lock_the_profile_does_not_cover_also_gets_held_locks() {
         use forkguard_core::plan::{HeldLocks, LibcLocks};
         for line in [
             "libc mutex static mutex taken in f (libc.so.6+0x10)",
@@ -273,7 +272,7 @@ mod tests {
         ] {
             let text = config(line, "./prog");
             let plan = forkguard_core::plan::Plan::parse("s.toml", &text).unwrap();
-            assert_eq!(plan.settings.libc_locks, LibcLocks::Off, "{text}");
+            assert_eq!(plan.settings.libc_locks, LibcLocks::Acquire, "{text}");
             assert_eq!(plan.settings.held_locks, HeldLocks::Acquire, "{text}");
             assert!(
                 text.contains("not one of the locks libc_locks guards"),
