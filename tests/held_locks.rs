@@ -282,13 +282,13 @@ fn python_children_hang_on_cpython_locks_without_forkguard() {
 fn python_children_finish_with_held_locks() {
     let s = Scratch::new("held-py");
     let reinit = config(&s, "reinit.toml", "reinit", 100);
-    // A long timeout: under CPython the forking thread holds the GIL, so
-    // waiting for a Python thread's lock is futile and must be skipped
-    // (else each fork would take 1 s here).
-    let acquire = config(&s, "acquire.toml", "acquire", 1000);
+    // A 60 s timeout: under CPython the forking thread holds the GIL, so
+    // waiting for a Python thread's lock is futile and must be skipped; a
+    // fork that waited it out would take a minute, and the run's 120 s
+    // bound fails the test.
+    let acquire = config(&s, "acquire.toml", "acquire", 60_000);
     for (scene, forks) in PY {
         for cfg in [&reinit, &acquire] {
-            let started = std::time::Instant::now();
             let Some(t) = py_run(&s, Some(cfg), scene, forks, 10.0) else {
                 eprintln!("SKIPPED: python3 is not installed");
                 return;
@@ -297,11 +297,6 @@ fn python_children_finish_with_held_locks() {
                 (t.forks, t.hung, t.failed),
                 (forks, 0, 0),
                 "{scene} {cfg:?}"
-            );
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "{scene} {cfg:?}: {:?}",
-                started.elapsed()
             );
         }
     }

@@ -119,70 +119,67 @@ extern "C" fn forget(addr: usize) -> c_int {
     0
 }
 
-/// The body the unlocks and the semaphore post share: call glibc's
-/// function (`$at`), then drop the last entry if it is this lock's. `$pre`
-/// runs first, `$post` are extra labelled instructions after the body, with
-/// their own operands.
-macro_rules! unlock_body {
-    ($at:expr, $slow:path) => {
-        unlock_body!($at, $slow, ; ;)
-    };
-    ($at:expr, $slow:path, $($pre:literal),*; $($post:literal),*; $($ops:tt)*) => {
-        core::arch::naked_asm!(
-            $($pre,)*
-            "mov rax, qword ptr [rip + {off}]",
-            "mov rax, qword ptr fs:[rax]",
-            "test rax, rax",
-            "jz 4f",
-            "push rdi",
-            "call qword ptr [rip + {real} + {at}]",
-            "pop rdi",
-            "test eax, eax",
-            "jnz 3f",
-            "mov rdx, qword ptr [rip + {off}]",
-            "mov rdx, qword ptr fs:[rdx]",
-            "test rdx, rdx",
-            "jz 3f",
-            "mov rcx, qword ptr [rdx + {n}]",
-            "shl rcx, 4",
-            "cmp qword ptr [rdx + rcx + {top}], rdi",
-            "jne 5f",
-            "dec qword ptr [rdx + {n}]",
-            "3:",
-            "ret",
-            "4:",
-            "jmp {slow}",
-            "5:",
+/// The body the unlocks and the semaphore post share: no record, jump to
+/// `4f` (the Rust tracker); else call glibc's function (`{at}`), keeping
+/// the lock's address across it, and on success drop the last entry if it
+/// is this lock's (`5f`: deeper, `forget`). One template string, with the
+/// operands `off`, `n`, `top`, `real`, `at`, `slow` and `forget`.
+macro_rules! unlock_entry {
+    () => {
+        concat!(
+            "mov rax, qword ptr [rip + {off}]\n",
+            "mov rax, qword ptr fs:[rax]\n",
+            "test rax, rax\n",
+            "jz 4f\n",
+            "push rdi\n",
+            "call qword ptr [rip + {real} + {at}]\n",
+            "pop rdi\n",
+            "test eax, eax\n",
+            "jnz 3f\n",
+            "mov rdx, qword ptr [rip + {off}]\n",
+            "mov rdx, qword ptr fs:[rdx]\n",
+            "test rdx, rdx\n",
+            "jz 3f\n",
+            "mov rcx, qword ptr [rdx + {n}]\n",
+            "shl rcx, 4\n",
+            "cmp qword ptr [rdx + rcx + {top}], rdi\n",
+            "jne 5f\n",
+            "dec qword ptr [rdx + {n}]\n",
+            "3:\n",
+            "ret\n",
+            "4:\n",
+            "jmp {slow}\n",
+            "5:\n",
             "jmp {forget}",
-            $($post,)*
-            $($ops)*
-            off = sym OFFSET,
-            n = const N,
-            top = const TOP,
-            real = sym REAL,
-            at = const $at * 8,
-            slow = sym $slow,
-            forget = sym forget,
         )
     };
 }
 
-/// The tracker for `pthread_mutex_unlock`: see the module's doc.
-#[unsafe(naked)]
-pub extern "C" fn mutex_unlock() {
-    unlock_body!(slot::MUTEX_UNLOCK, track::mutex_unlock)
+macro_rules! unlock_fast {
+    ($($name:ident $slot:ident $slow:path;)*) => {
+        $(
+            /// The tracker for this unlock call: see the module's doc.
+            #[unsafe(naked)]
+            pub extern "C" fn $name() {
+                core::arch::naked_asm!(
+                    unlock_entry!(),
+                    off = sym OFFSET,
+                    n = const N,
+                    top = const TOP,
+                    real = sym REAL,
+                    at = const slot::$slot * 8,
+                    slow = sym $slow,
+                    forget = sym forget,
+                )
+            }
+        )*
+    };
 }
 
-/// The tracker for `pthread_rwlock_unlock`.
-#[unsafe(naked)]
-pub extern "C" fn rw_unlock() {
-    unlock_body!(slot::RW_UNLOCK, track::rw_unlock)
-}
-
-/// The tracker for `pthread_spin_unlock`.
-#[unsafe(naked)]
-pub extern "C" fn spin_unlock() {
-    unlock_body!(slot::SPIN_UNLOCK, track::spin_unlock)
+unlock_fast! {
+    mutex_unlock MUTEX_UNLOCK track::mutex_unlock;
+    rw_unlock RW_UNLOCK track::rw_unlock;
+    spin_unlock SPIN_UNLOCK track::spin_unlock;
 }
 
 // ---- binary semaphores -------------------------------------------------------
@@ -250,18 +247,24 @@ pub extern "C" fn sem_wait() {
 /// other goes straight to glibc.
 #[unsafe(naked)]
 pub extern "C" fn sem_post() {
-    unlock_body!(
-        slot::SEM_POST,
-        track::sem_post,
+    core::arch::naked_asm!(
         "movabs rax, {mark}",
         "xor rax, rdi",
         "cmp qword ptr [rdi + {mark_off}], rax",
         "jne 6f",
-        "mov dword ptr [rdi + {holder}], 0";
+        "mov dword ptr [rdi + {holder}], 0",
+        unlock_entry!(),
         "6:",
-        "jmp qword ptr [rip + {real} + {at}]";
+        "jmp qword ptr [rip + {real} + {at}]",
         mark = const track::MARK,
         mark_off = const track::MARK_OFF,
         holder = const track::HOLDER_OFF,
+        off = sym OFFSET,
+        n = const N,
+        top = const TOP,
+        real = sym REAL,
+        at = const slot::SEM_POST * 8,
+        slow = sym track::sem_post,
+        forget = sym forget,
     )
 }
